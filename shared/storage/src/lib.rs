@@ -5,6 +5,8 @@
 //! path, the PromQL engine and the HTTP API only ever see these traits.
 
 pub mod memory;
+pub mod layout;
+pub mod segment;
 
 use async_trait::async_trait;
 use ember_model::{Labels, Matcher, MetricMetadata, Series};
