@@ -1,1 +1,2 @@
 //! Wire formats.
+pub mod exposition;
