@@ -5,15 +5,37 @@
 //! locally, a DynamoDB item on AWS), which is what keeps writes cheap: one item
 //! per (request × shard × bucket) instead of one per sample or series.
 //!
-//! Layout (version 1), before zstd compression:
-//! `version u8 | n_series uvarint | base_t zigzag-varint |` then per series, sorted
-//! by id: `id delta uvarint | n uvarint | first t - base_t zigzag | n-1 t deltas as
-//! zigzag delta-of-delta | n values as u64 LE of (bits XOR previous bits)`.
+//! Layout (version 2, written now), before zstd compression:
+//! `version u8 = 2 | n_series uvarint | base_t zigzag-varint |` then per series, sorted
+//! by id: `id delta uvarint | chunk` where `chunk` is [`encode_chunk`]'s format with
+//! timestamps relative to `base_t`.
+//!
+//! Layout (version 1, still decoded): `version u8 = 1 | n_series uvarint | base_t
+//! zigzag-varint |` then per series, sorted by id: `id delta uvarint | n uvarint | first
+//! t - base_t zigzag | n-1 t deltas as zigzag delta-of-delta | n values as u64 LE of
+//! (bits XOR previous bits)`.
+//!
+//! The chunk format (shared with the cold Parquet blocks' `s_chunk` column):
+//! `n uvarint |` if `n > 0`: `first t - base zigzag | n-1 zigzag delta-of-delta of t |
+//! value mode u8 |` then by mode:
+//! - `0` XOR: n × u64 LE of (bits XOR previous bits);
+//! - `1` decimal delta: `e u8 |` n × zigzag varint of `m[i] - m[i-1]` (m[-1] = 0)
+//!   where `v[i] = m[i] / 10^e` exactly (bit for bit);
+//! - `2` decimal delta-of-delta: `e u8 |` n × zigzag varint of the second difference;
+//! - `3` constant: one u64 LE, the bits of every value.
+//!
+//! Decimal modes turn the values Prometheus usually sees (integer counters, gauges with
+//! a few decimals) into small varints, which is what keeps DynamoDB and Parquet bytes
+//! per sample low; anything else (NaN, staleness markers, -0.0, arbitrary floats) falls
+//! back to XOR, so every value round-trips bit for bit.
 
 use ember_model::Sample;
 
-/// Current segment format version.
-pub const SEGMENT_VERSION: u8 = 1;
+/// Current segment format version (versions 1 and 2 are decoded).
+pub const SEGMENT_VERSION: u8 = 2;
+
+/// Largest decimal exponent tried by the decimal value modes.
+const MAX_DECIMAL_EXP: u8 = 9;
 
 /// Samples of one series inside a segment, identified by its series id.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +64,7 @@ pub enum SegmentError {
 pub fn encode(series: &mut [SegmentSeries]) -> Vec<u8> {
     series.sort_by_key(|s| s.series_id);
     let base_t = series.iter().filter_map(|s| s.samples.first()).map(|s| s.t).min().unwrap_or(0);
-    let mut buf = Vec::with_capacity(16 + series.iter().map(|s| 3 + s.samples.len() * 10).sum::<usize>());
+    let mut buf = Vec::with_capacity(16 + series.iter().map(|s| 4 + s.samples.len() * 3).sum::<usize>());
     buf.push(SEGMENT_VERSION);
     put_uvarint(&mut buf, series.len() as u64);
     put_varint(&mut buf, base_t);
@@ -50,27 +72,145 @@ pub fn encode(series: &mut [SegmentSeries]) -> Vec<u8> {
     for s in series.iter() {
         put_uvarint(&mut buf, s.series_id - prev_id);
         prev_id = s.series_id;
-        put_uvarint(&mut buf, s.samples.len() as u64);
-        let (mut prev_t, mut prev_delta) = (base_t, 0i64);
-        for (i, smp) in s.samples.iter().enumerate() {
-            if i == 0 {
-                put_varint(&mut buf, smp.t - base_t);
-            } else {
-                let delta = smp.t - prev_t;
-                put_varint(&mut buf, delta - prev_delta);
-                prev_delta = delta;
-            }
-            prev_t = smp.t;
-        }
-        let mut prev_bits = 0u64;
-        for smp in &s.samples {
-            let bits = smp.v.to_bits();
-            buf.extend_from_slice(&(bits ^ prev_bits).to_le_bytes());
-            prev_bits = bits;
-        }
+        encode_chunk(&s.samples, base_t, &mut buf);
     }
     // zstd on an in-memory buffer cannot fail except on allocation failure.
     zstd::bulk::compress(&buf, 3).unwrap_or_else(|_| buf.clone())
+}
+
+/// Appends the samples of one series (sorted by time) in the chunk format described in
+/// the module docs, timestamps relative to `base_t`.
+pub fn encode_chunk(samples: &[Sample], base_t: i64, buf: &mut Vec<u8>) {
+    put_uvarint(buf, samples.len() as u64);
+    let Some(first) = samples.first() else { return };
+    put_varint(buf, first.t.wrapping_sub(base_t));
+    let (mut prev_t, mut prev_delta) = (first.t, 0i64);
+    for smp in &samples[1..] {
+        let delta = smp.t.wrapping_sub(prev_t);
+        put_varint(buf, delta.wrapping_sub(prev_delta));
+        prev_delta = delta;
+        prev_t = smp.t;
+    }
+    encode_values(samples, buf);
+}
+
+fn encode_values(samples: &[Sample], buf: &mut Vec<u8>) {
+    let first_bits = samples[0].v.to_bits();
+    if samples.iter().all(|s| s.v.to_bits() == first_bits) {
+        buf.push(3);
+        buf.extend_from_slice(&first_bits.to_le_bytes());
+        return;
+    }
+    if let Some((e, mantissas)) = decimal_mantissas(samples) {
+        let mut delta = Vec::with_capacity(mantissas.len() * 2);
+        let mut dod = Vec::with_capacity(mantissas.len() * 2);
+        let (mut prev, mut prev_d) = (0i64, 0i64);
+        for &m in &mantissas {
+            let d = m.wrapping_sub(prev);
+            put_varint(&mut delta, d);
+            put_varint(&mut dod, d.wrapping_sub(prev_d));
+            prev = m;
+            prev_d = d;
+        }
+        let (mode, body) = if dod.len() < delta.len() { (2u8, dod) } else { (1u8, delta) };
+        buf.push(mode);
+        buf.push(e);
+        buf.extend_from_slice(&body);
+        return;
+    }
+    buf.push(0);
+    let mut prev_bits = 0u64;
+    for smp in samples {
+        let bits = smp.v.to_bits();
+        buf.extend_from_slice(&(bits ^ prev_bits).to_le_bytes());
+        prev_bits = bits;
+    }
+}
+
+/// The smallest exponent `e` and integers `m` with `m / 10^e == v` bit for bit for every
+/// value, if there is one.
+fn decimal_mantissas(samples: &[Sample]) -> Option<(u8, Vec<i64>)> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: integers exactly representable
+    'exp: for e in 0..=MAX_DECIMAL_EXP {
+        let scale = 10f64.powi(i32::from(e));
+        let mut out = Vec::with_capacity(samples.len());
+        for s in samples {
+            let scaled = (s.v * scale).round();
+            if !scaled.is_finite() || scaled.abs() > LIMIT {
+                return None;
+            }
+            let m = scaled as i64;
+            if ((m as f64) / scale).to_bits() != s.v.to_bits() {
+                continue 'exp;
+            }
+            out.push(m);
+        }
+        return Some((e, out));
+    }
+    None
+}
+
+/// Decodes one chunk written by [`encode_chunk`] starting at `*pos`, advancing `*pos`.
+pub fn decode_chunk(bytes: &[u8], pos: &mut usize, base_t: i64) -> Result<Vec<Sample>, SegmentError> {
+    let mut r = Reader { buf: bytes, pos: *pos };
+    let samples = read_chunk(&mut r, base_t)?;
+    *pos = r.pos;
+    Ok(samples)
+}
+
+fn read_chunk(r: &mut Reader<'_>, base_t: i64) -> Result<Vec<Sample>, SegmentError> {
+    let n = r.uvarint()? as usize;
+    if n > r.buf.len().saturating_sub(r.pos) {
+        return Err(SegmentError::Corrupt("sample count exceeds chunk size"));
+    }
+    let mut samples = Vec::with_capacity(n);
+    if n == 0 {
+        return Ok(samples);
+    }
+    let mut t = base_t.wrapping_add(r.varint()?);
+    samples.push(Sample::new(t, 0.0));
+    let mut delta = 0i64;
+    for _ in 1..n {
+        delta = delta.wrapping_add(r.varint()?);
+        t = t.wrapping_add(delta);
+        samples.push(Sample::new(t, 0.0));
+    }
+    match r.byte()? {
+        0 => {
+            let mut prev_bits = 0u64;
+            for s in samples.iter_mut() {
+                let bits = r.u64_le()? ^ prev_bits;
+                s.v = f64::from_bits(bits);
+                prev_bits = bits;
+            }
+        }
+        mode @ (1 | 2) => {
+            let e = r.byte()?;
+            if e > MAX_DECIMAL_EXP {
+                return Err(SegmentError::Corrupt("decimal exponent out of range"));
+            }
+            let scale = 10f64.powi(i32::from(e));
+            let (mut m, mut d) = (0i64, 0i64);
+            for s in samples.iter_mut() {
+                let x = r.varint()?;
+                if mode == 1 {
+                    d = x;
+                } else {
+                    d = d.wrapping_add(x);
+                }
+                m = m.wrapping_add(d);
+                s.v = (m as f64) / scale;
+            }
+        }
+        3 => {
+            let v = f64::from_bits(r.u64_le()?);
+            for s in samples.iter_mut() {
+                s.v = v;
+            }
+        }
+        _ => return Err(SegmentError::Corrupt("unknown value mode")),
+    }
+    Ok(samples)
 }
 
 /// Decodes a segment written by [`encode`].
@@ -78,7 +218,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SegmentSeries>, SegmentError> {
     let raw = zstd::stream::decode_all(bytes)?;
     let mut r = Reader { buf: &raw, pos: 0 };
     let version = r.byte()?;
-    if version != SEGMENT_VERSION {
+    if version != 1 && version != 2 {
         return Err(SegmentError::Version(version));
     }
     let n_series = r.uvarint()? as usize;
@@ -90,6 +230,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SegmentSeries>, SegmentError> {
     let mut id = 0u64;
     for _ in 0..n_series {
         id = id.checked_add(r.uvarint()?).ok_or(SegmentError::Corrupt("series id overflow"))?;
+        if version == 2 {
+            let samples = read_chunk(&mut r, base_t)?;
+            out.push(SegmentSeries { series_id: id, samples });
+            continue;
+        }
         let n = r.uvarint()? as usize;
         if n > raw.len() {
             return Err(SegmentError::Corrupt("sample count exceeds segment size"));
@@ -192,6 +337,100 @@ mod tests {
             let bits = |s: &[Sample]| s.iter().map(|s| (s.t, s.v.to_bits())).collect::<Vec<_>>();
             assert_eq!(bits(&a.samples), bits(&b.samples));
         }
+    }
+
+    fn bits(s: &[Sample]) -> Vec<(i64, u64)> {
+        s.iter().map(|s| (s.t, s.v.to_bits())).collect()
+    }
+
+    #[test]
+    fn every_value_mode_round_trips() {
+        let ts = |n: usize| (0..n).map(|i| 1_700_000_000_000 + i as i64 * 15_000 + (i as i64 % 3)).collect::<Vec<_>>();
+        let cases: Vec<Vec<f64>> = vec![
+            vec![7.0; 50],                                            // constant
+            (0..50).map(|i| (i * 1000 + i * i) as f64).collect(),    // integer counter
+            (0..50).map(|i| i as f64 * 0.25 - 3.0).collect(),        // decimal gauge
+            (0..50).map(|i| (i as f64).sin()).collect(),             // arbitrary floats
+            vec![1.0, f64::NAN, stale_nan(), -0.0, f64::INFINITY, 1e300, -1e-300, 5e-324],
+            vec![0.1 + 0.2, 0.3, 1e15, 123_456_789.123],
+            vec![-9_007_199_254_740_992.0, 9_007_199_254_740_992.0],
+        ];
+        for values in cases {
+            let samples: Vec<Sample> = ts(values.len()).into_iter().zip(values).map(|(t, v)| Sample::new(t, v)).collect();
+            for base in [0, 1_700_000_000_000, i64::MIN] {
+                let mut buf = Vec::new();
+                encode_chunk(&samples, base, &mut buf);
+                let mut pos = 0;
+                let back = decode_chunk(&buf, &mut pos, base).unwrap();
+                assert_eq!(pos, buf.len());
+                assert_eq!(bits(&samples), bits(&back));
+            }
+        }
+    }
+
+    #[test]
+    fn pseudo_random_segments_round_trip() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200 {
+            let n_series = (next() % 20) as usize;
+            let mut input: Vec<SegmentSeries> = (0..n_series)
+                .map(|i| {
+                    let n = (next() % 30) as usize;
+                    let mut t = (next() % 1_000_000) as i64 - 500_000;
+                    let samples = (0..n)
+                        .map(|_| {
+                            t += (next() % 20_000) as i64 + 1;
+                            let v = match next() % 4 {
+                                0 => f64::from_bits(next()),
+                                1 => (next() % 1000) as f64,
+                                2 => (next() % 1000) as f64 / 100.0,
+                                _ => -((next() % 7) as f64),
+                            };
+                            Sample::new(t, v)
+                        })
+                        .collect();
+                    SegmentSeries { series_id: i as u64 * 3 + next() % 3, samples }
+                })
+                .collect();
+            input.sort_by_key(|s| s.series_id);
+            input.dedup_by_key(|s| s.series_id);
+            let bytes = encode(&mut input);
+            let out = decode(&bytes).unwrap();
+            assert_eq!(out.len(), input.len());
+            for (a, b) in input.iter().zip(&out) {
+                assert_eq!(a.series_id, b.series_id);
+                assert_eq!(bits(&a.samples), bits(&b.samples));
+            }
+        }
+    }
+
+    /// Version 1 segments (written before the decimal modes) still decode.
+    #[test]
+    fn version_1_still_decodes() {
+        let samples = [Sample::new(1_000, 1.5), Sample::new(16_000, f64::NAN), Sample::new(31_001, 2.0)];
+        let mut raw = vec![1u8];
+        put_uvarint(&mut raw, 1);
+        put_varint(&mut raw, 1_000);
+        put_uvarint(&mut raw, 9);
+        put_uvarint(&mut raw, 3);
+        put_varint(&mut raw, 0);
+        put_varint(&mut raw, 15_000);
+        put_varint(&mut raw, 1);
+        let mut prev = 0u64;
+        for s in &samples {
+            raw.extend_from_slice(&(s.v.to_bits() ^ prev).to_le_bytes());
+            prev = s.v.to_bits();
+        }
+        let out = decode(&zstd::bulk::compress(&raw, 1).unwrap()).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].series_id, 9);
+        assert_eq!(bits(&out[0].samples), bits(&samples));
     }
 
     #[test]

@@ -1,0 +1,14 @@
+//! Cold storage for Ember: Parquet block files, the block index, object stores,
+//! compaction of closed hot buckets into blocks, and the query path over hot ∪ cold.
+//!
+//! The block layout is documented in `docs/BLOCKS.md`. Nothing here depends on an AWS
+//! SDK: the S3 object store and the DynamoDB block index live in `ember-storage-aws`
+//! and implement this crate's traits.
+
+pub mod block;
+pub mod objstore;
+
+pub use block::{
+    BlockError, BlockFooter, BlockSeries, BlockStats, BlockWriteOptions, ReadMode, WrittenBlock,
+};
+pub use objstore::{LocalFsStore, MemoryObjectStore, ObjectMeta, ObjectStore, ObjectStoreError};

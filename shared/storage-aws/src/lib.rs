@@ -1,0 +1,1 @@
+//! The AWS backend for Ember.
