@@ -63,8 +63,18 @@ pub enum SegmentError {
 /// Encodes series (any order; samples sorted per series) into a compressed segment.
 pub fn encode(series: &mut [SegmentSeries]) -> Vec<u8> {
     series.sort_by_key(|s| s.series_id);
-    let base_t = series.iter().filter_map(|s| s.samples.first()).map(|s| s.t).min().unwrap_or(0);
-    let mut buf = Vec::with_capacity(16 + series.iter().map(|s| 4 + s.samples.len() * 3).sum::<usize>());
+    let base_t = series
+        .iter()
+        .filter_map(|s| s.samples.first())
+        .map(|s| s.t)
+        .min()
+        .unwrap_or(0);
+    let mut buf = Vec::with_capacity(
+        16 + series
+            .iter()
+            .map(|s| 4 + s.samples.len() * 3)
+            .sum::<usize>(),
+    );
     buf.push(SEGMENT_VERSION);
     put_uvarint(&mut buf, series.len() as u64);
     put_varint(&mut buf, base_t);
@@ -112,7 +122,11 @@ fn encode_values(samples: &[Sample], buf: &mut Vec<u8>) {
             prev = m;
             prev_d = d;
         }
-        let (mode, body) = if dod.len() < delta.len() { (2u8, dod) } else { (1u8, delta) };
+        let (mode, body) = if dod.len() < delta.len() {
+            (2u8, dod)
+        } else {
+            (1u8, delta)
+        };
         buf.push(mode);
         buf.push(e);
         buf.extend_from_slice(&body);
@@ -151,8 +165,15 @@ fn decimal_mantissas(samples: &[Sample]) -> Option<(u8, Vec<i64>)> {
 }
 
 /// Decodes one chunk written by [`encode_chunk`] starting at `*pos`, advancing `*pos`.
-pub fn decode_chunk(bytes: &[u8], pos: &mut usize, base_t: i64) -> Result<Vec<Sample>, SegmentError> {
-    let mut r = Reader { buf: bytes, pos: *pos };
+pub fn decode_chunk(
+    bytes: &[u8],
+    pos: &mut usize,
+    base_t: i64,
+) -> Result<Vec<Sample>, SegmentError> {
+    let mut r = Reader {
+        buf: bytes,
+        pos: *pos,
+    };
     let samples = read_chunk(&mut r, base_t)?;
     *pos = r.pos;
     Ok(samples)
@@ -229,10 +250,15 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SegmentSeries>, SegmentError> {
     let mut out = Vec::with_capacity(n_series);
     let mut id = 0u64;
     for _ in 0..n_series {
-        id = id.checked_add(r.uvarint()?).ok_or(SegmentError::Corrupt("series id overflow"))?;
+        id = id
+            .checked_add(r.uvarint()?)
+            .ok_or(SegmentError::Corrupt("series id overflow"))?;
         if version == 2 {
             let samples = read_chunk(&mut r, base_t)?;
-            out.push(SegmentSeries { series_id: id, samples });
+            out.push(SegmentSeries {
+                series_id: id,
+                samples,
+            });
             continue;
         }
         let n = r.uvarint()? as usize;
@@ -256,7 +282,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SegmentSeries>, SegmentError> {
             s.v = f64::from_bits(bits);
             prev_bits = bits;
         }
-        out.push(SegmentSeries { series_id: id, samples });
+        out.push(SegmentSeries {
+            series_id: id,
+            samples,
+        });
     }
     Ok(out)
 }
@@ -282,7 +311,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn byte(&mut self) -> Result<u8, SegmentError> {
-        let b = *self.buf.get(self.pos).ok_or(SegmentError::Corrupt("truncated"))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(SegmentError::Corrupt("truncated"))?;
         self.pos += 1;
         Ok(b)
     }
@@ -306,7 +338,10 @@ impl Reader<'_> {
 
     fn u64_le(&mut self) -> Result<u64, SegmentError> {
         let end = self.pos + 8;
-        let bytes = self.buf.get(self.pos..end).ok_or(SegmentError::Corrupt("truncated value"))?;
+        let bytes = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(SegmentError::Corrupt("truncated value"))?;
         self.pos = end;
         let mut a = [0u8; 8];
         a.copy_from_slice(bytes);
@@ -322,12 +357,22 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_bit() {
         let mut input = vec![
-            SegmentSeries { series_id: 42, samples: vec![Sample::new(1_000, 1.5), Sample::new(16_000, stale_nan())] },
+            SegmentSeries {
+                series_id: 42,
+                samples: vec![Sample::new(1_000, 1.5), Sample::new(16_000, stale_nan())],
+            },
             SegmentSeries {
                 series_id: 7,
-                samples: vec![Sample::new(-5, f64::NAN), Sample::new(0, f64::INFINITY), Sample::new(30, -0.0)],
+                samples: vec![
+                    Sample::new(-5, f64::NAN),
+                    Sample::new(0, f64::INFINITY),
+                    Sample::new(30, -0.0),
+                ],
             },
-            SegmentSeries { series_id: 8, samples: vec![] },
+            SegmentSeries {
+                series_id: 8,
+                samples: vec![],
+            },
         ];
         let bytes = encode(&mut input);
         let out = decode(&bytes).unwrap();
@@ -345,18 +390,35 @@ mod tests {
 
     #[test]
     fn every_value_mode_round_trips() {
-        let ts = |n: usize| (0..n).map(|i| 1_700_000_000_000 + i as i64 * 15_000 + (i as i64 % 3)).collect::<Vec<_>>();
+        let ts = |n: usize| {
+            (0..n)
+                .map(|i| 1_700_000_000_000 + i as i64 * 15_000 + (i as i64 % 3))
+                .collect::<Vec<_>>()
+        };
         let cases: Vec<Vec<f64>> = vec![
-            vec![7.0; 50],                                            // constant
-            (0..50).map(|i| (i * 1000 + i * i) as f64).collect(),    // integer counter
-            (0..50).map(|i| i as f64 * 0.25 - 3.0).collect(),        // decimal gauge
-            (0..50).map(|i| (i as f64).sin()).collect(),             // arbitrary floats
-            vec![1.0, f64::NAN, stale_nan(), -0.0, f64::INFINITY, 1e300, -1e-300, 5e-324],
+            vec![7.0; 50],                                        // constant
+            (0..50).map(|i| (i * 1000 + i * i) as f64).collect(), // integer counter
+            (0..50).map(|i| i as f64 * 0.25 - 3.0).collect(),     // decimal gauge
+            (0..50).map(|i| (i as f64).sin()).collect(),          // arbitrary floats
+            vec![
+                1.0,
+                f64::NAN,
+                stale_nan(),
+                -0.0,
+                f64::INFINITY,
+                1e300,
+                -1e-300,
+                5e-324,
+            ],
             vec![0.1 + 0.2, 0.3, 1e15, 123_456_789.123],
             vec![-9_007_199_254_740_992.0, 9_007_199_254_740_992.0],
         ];
         for values in cases {
-            let samples: Vec<Sample> = ts(values.len()).into_iter().zip(values).map(|(t, v)| Sample::new(t, v)).collect();
+            let samples: Vec<Sample> = ts(values.len())
+                .into_iter()
+                .zip(values)
+                .map(|(t, v)| Sample::new(t, v))
+                .collect();
             for base in [0, 1_700_000_000_000, i64::MIN] {
                 let mut buf = Vec::new();
                 encode_chunk(&samples, base, &mut buf);
@@ -395,7 +457,10 @@ mod tests {
                             Sample::new(t, v)
                         })
                         .collect();
-                    SegmentSeries { series_id: i as u64 * 3 + next() % 3, samples }
+                    SegmentSeries {
+                        series_id: i as u64 * 3 + next() % 3,
+                        samples,
+                    }
                 })
                 .collect();
             input.sort_by_key(|s| s.series_id);
@@ -413,7 +478,11 @@ mod tests {
     /// Version 1 segments (written before the decimal modes) still decode.
     #[test]
     fn version_1_still_decodes() {
-        let samples = [Sample::new(1_000, 1.5), Sample::new(16_000, f64::NAN), Sample::new(31_001, 2.0)];
+        let samples = [
+            Sample::new(1_000, 1.5),
+            Sample::new(16_000, f64::NAN),
+            Sample::new(31_001, 2.0),
+        ];
         let mut raw = vec![1u8];
         put_uvarint(&mut raw, 1);
         put_varint(&mut raw, 1_000);
