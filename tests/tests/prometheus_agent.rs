@@ -3,8 +3,9 @@
 //! are then readable through Ember's query API.
 
 use ember_e2e::net::poll_until;
+use ember_e2e::prom_api::VectorSample;
 use ember_e2e::servers::{EmberServer, NodeExporter, PrometheusMode, PrometheusServer};
-use ember_e2e::test_dir;
+use ember_e2e::{PromApi, test_dir};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -31,6 +32,15 @@ remote_write:
       send_interval: 1s
 "#
     )
+}
+
+/// Polls an instant query until it returns a non-empty vector.
+fn wait_nonempty(api: &PromApi, expr: &str) -> Vec<VectorSample> {
+    poll_until(&format!("{expr} in Ember"), WAIT, POLL, || {
+        let v = api.query_vector(expr, None)?;
+        Ok((!v.is_empty()).then_some(v))
+    })
+    .unwrap_or_else(|e| panic!("{expr} never became queryable: {e}"))
 }
 
 #[test]
@@ -84,17 +94,13 @@ fn prometheus_agent_scraping_node_exporter_writes_into_ember() {
         "modes {modes:?}"
     );
 
-    // The synthetic `up` series of the scrape.
-    let up = api
-        .query_vector("up{job=\"node\"}", None)
-        .expect("query up");
+    // The synthetic `up` series of the scrape (may arrive in a later batch).
+    let up = wait_nonempty(&api, "up{job=\"node\"}");
     assert_eq!(up.len(), 1, "one up series: {up:?}");
     assert_eq!(up[0].value, 1.0, "the target is up: {up:?}");
 
     // Other node metrics and the series endpoint.
-    let memory = api
-        .query_vector("node_memory_MemTotal_bytes", None)
-        .expect("query memory");
+    let memory = wait_nonempty(&api, "node_memory_MemTotal_bytes");
     assert!(
         memory.len() == 1 && memory[0].value > 0.0,
         "node_memory_MemTotal_bytes: {memory:?}"
