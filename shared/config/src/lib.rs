@@ -4,6 +4,7 @@
 //! Like Prometheus (go-yaml strict mode) unknown keys are errors, so typos surface at load.
 
 pub mod duration;
+pub mod relabel;
 pub mod scrape;
 
 use std::collections::BTreeMap;

@@ -38,7 +38,6 @@ mod parser;
 pub use float::format_openmetrics_float;
 pub use parser::{Entry, ExemplarEntry, LabelPair, Parser, SampleEntry};
 
-use std::borrow::Cow;
 
 use ember_model::{Labels, MetricMetadata, MetricType};
 
@@ -226,7 +225,7 @@ pub fn parse_all_with(
 fn meta_slot<'m>(
     page: &'m mut ParsedPage,
     index: &mut std::collections::HashMap<String, usize>,
-    name: &Cow<'_, str>,
+    name: &str,
 ) -> &'m mut MetricMetadata {
     let i = *index.entry(name.to_string()).or_insert_with(|| {
         page.metadata.push(MetricMetadata {
