@@ -6,7 +6,18 @@
 //! expression in memory. The public surface is [`Engine`], [`QueryOptions`],
 //! [`QueryResult`], [`Value`] and [`PromqlError`]; the HTTP API depends on nothing else.
 
+mod aggregations;
+mod annotations;
+mod binary;
 mod engine;
+mod eval;
+mod functions;
+mod histogram;
+mod parse;
+mod plan;
+pub mod promqltest;
+mod range_functions;
+mod util;
 
 use ember_model::{Labels, Series};
 use ember_storage::StorageError;
@@ -26,7 +37,11 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { lookback_delta_ms: 5 * 60 * 1000, max_samples: 50_000_000, timeout: std::time::Duration::from_secs(120) }
+        Self {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: std::time::Duration::from_secs(120),
+        }
     }
 }
 
