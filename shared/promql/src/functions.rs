@@ -137,6 +137,41 @@ impl Evaluator<'_> {
                 });
                 Ok(Val::Vector(vs))
             }
+            "min_of" | "max_of" => {
+                let a = self.eval_scalar(&args[0], g)?;
+                let b = self.eval_scalar(&args[1], g)?;
+                let min = name == "min_of";
+                Ok(Val::Scalar(
+                    a.iter()
+                        .zip(&b)
+                        .map(|(x, y)| {
+                            if x.is_nan() || y.is_nan() {
+                                f64::NAN
+                            } else if min {
+                                x.min(*y)
+                            } else {
+                                x.max(*y)
+                            }
+                        })
+                        .collect(),
+                ))
+            }
+            "histogram_quantiles" => {
+                let vs = self.eval_vector(&args[0], g)?;
+                let label = self.eval_string(&args[1], g)?;
+                let mut out = Vec::new();
+                for a in &args[2..] {
+                    let q = self.eval_scalar(a, g)?;
+                    let qs = crate::util::format_float(q.first().copied().unwrap_or(f64::NAN));
+                    for mut s in self.histogram_quantile(&q, vs.clone(), g, &args[0])? {
+                        let mut b = s.labels.to_builder();
+                        b.set(label.as_str(), qs.clone());
+                        s.labels = b.build();
+                        out.push(s);
+                    }
+                }
+                Ok(Val::Vector(out))
+            }
             "label_replace" => self.label_replace(c, g),
             "label_join" => self.label_join(c, g),
             "histogram_quantile" => {
@@ -319,6 +354,12 @@ impl Evaluator<'_> {
         }
         Ok(Val::Vector(vs))
     }
+}
+
+/// Whether a label name is valid (UTF-8 names are allowed in Prometheus 3; a replacement
+/// character stands for bytes that were not valid UTF-8).
+fn valid_label_name(n: &str) -> bool {
+    !n.is_empty() && !n.contains('\u{fffd}')
 }
 
 /// Element-wise math functions.

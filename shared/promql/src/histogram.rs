@@ -92,13 +92,13 @@ impl Evaluator<'_> {
         let groups = self.bucket_groups(&vs, arg);
         let mut out: Vec<Vec<Sample>> = vec![Vec::new(); groups.len()];
         let mut forced: Vec<bool> = vec![false; groups.len()];
-        let mut bad_q = Vec::new();
+        let bad_q: Vec<f64> = q
+            .iter()
+            .copied()
+            .filter(|x| !(0.0..=1.0).contains(x))
+            .collect();
         Self::for_each_bucket_set(&vs, &groups, g, |gi, i, b| {
-            let qi = q[i];
-            if !(0.0..=1.0).contains(&qi) {
-                bad_q.push(qi);
-            }
-            let (v, f) = bucket_quantile(qi, b);
+            let (v, f) = bucket_quantile(q[i], b);
             forced[gi] |= f;
             out[gi].push(Sample::new(g.ts(i), v));
         });
@@ -265,7 +265,22 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<Bucket>) -> f64 {
         if i == 0 && ub > 0.0 {
             lb = 0.0;
         }
-        let interp = |v: f64| rank + (x.count - rank) * (v - lb) / (ub - lb);
+        // Within the infinitely wide first bucket nothing can be interpolated: the part
+        // below `upper` or above `lower` contributes no observations.
+        let interp_lower = |v: f64| {
+            if lb.is_infinite() {
+                x.count
+            } else {
+                rank + (x.count - rank) * (v - lb) / (ub - lb)
+            }
+        };
+        let interp_upper = |v: f64| {
+            if lb.is_infinite() {
+                rank
+            } else {
+                rank + (x.count - rank) * (v - lb) / (ub - lb)
+            }
+        };
         if !lower_set && lb >= lower {
             lower_rank = rank;
             lower_set = true;
@@ -278,11 +293,11 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<Bucket>) -> f64 {
             break;
         }
         if !lower_set && lb < lower && ub > lower {
-            lower_rank = interp(lower);
+            lower_rank = interp_lower(lower);
             lower_set = true;
         }
         if !upper_set && lb < upper && ub > upper {
-            upper_rank = interp(upper);
+            upper_rank = interp_upper(upper);
             upper_set = true;
         }
         if lower_set && upper_set {

@@ -83,15 +83,14 @@ fn convert(
 }
 
 /// Labels implied by a selector's equality matchers (for `absent`): only `=` matchers whose
-/// name appears once, without `__name__` duplicates.
+/// name appears once; never the metric name.
 pub(crate) fn absent_labels(vs: &VectorSelector) -> ember_model::Labels {
     let mut b = ember_model::LabelsBuilder::new();
     let mut all: Vec<(&str, bool, &str)> = Vec::new();
-    if let Some(n) = &vs.name {
-        all.push((METRIC_NAME, true, n));
-    }
     for m in &vs.matchers.matchers {
-        all.push((&m.name, matches!(m.op, PMatchOp::Equal), &m.value));
+        if m.name != METRIC_NAME {
+            all.push((&m.name, matches!(m.op, PMatchOp::Equal), &m.value));
+        }
     }
     let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (n, _, _) in &all {

@@ -23,4 +23,7 @@ pub const EXPERIMENTAL_FUNCTIONS: &[&str] = &[
     "limitk",
     "limit_ratio",
     "info",
+    "min_of",
+    "max_of",
+    "histogram_quantiles",
 ];

@@ -49,7 +49,7 @@ pub(crate) enum Command {
     Load {
         step: i64,
         series: Vec<(Labels, Vec<Point>)>,
-        line: usize,
+        with_nhcb: bool,
     },
     Clear,
     Eval(Box<EvalCmd>),
@@ -389,14 +389,18 @@ pub(crate) fn parse_script(text: &str) -> Result<Vec<Command>, String> {
                 .captures(l)
                 .ok_or_else(|| format!("line {}: bad load", i + 1))?;
             let step = parse_duration(&c[2]).ok_or_else(|| format!("line {}: bad step", i + 1))?;
-            let line = i + 1;
+            let with_nhcb = c.get(1).is_some();
             let mut series = Vec::new();
             i += 1;
             while i < lines.len() && !lines[i].is_empty() {
                 series.push(parse_series(&lines[i]).map_err(|e| format!("line {}: {e}", i + 1))?);
                 i += 1;
             }
-            cmds.push(Command::Load { step, series, line });
+            cmds.push(Command::Load {
+                step,
+                series,
+                with_nhcb,
+            });
         } else if word.starts_with("eval") {
             let line = i + 1;
             let (modifier, range, at, query) = if let Some(c) = instant_re.captures(l) {

@@ -106,9 +106,29 @@ pub fn run_script(text: &str) -> FileReport {
                 store = MemStorage::new();
                 hist_series.clear();
             }
-            Command::Load { step, series, .. } => {
+            Command::Load {
+                step,
+                series,
+                with_nhcb,
+            } => {
                 let mut batch = AppendBatch::default();
                 for (labels, pts) in series {
+                    if with_nhcb {
+                        // The loader also derives native histograms with custom buckets.
+                        let name = labels.metric_name().unwrap_or("");
+                        if let Some(base) = ["_bucket", "_count", "_sum"]
+                            .iter()
+                            .find_map(|s| name.strip_suffix(s))
+                        {
+                            let mut b = labels.to_builder();
+                            b.del("le");
+                            b.set(ember_model::METRIC_NAME, base);
+                            let l = b.build();
+                            if !hist_series.contains(&l) {
+                                hist_series.push(l);
+                            }
+                        }
+                    }
                     let mut samples = Vec::new();
                     for (i, p) in pts.iter().enumerate() {
                         match p {
@@ -167,11 +187,137 @@ fn classify(ev: &EvalCmd, hist_series: &[Labels]) -> CaseGroup {
 }
 
 fn run_eval(engine: &Engine, store: &MemStorage, ev: &EvalCmd) -> Result<(), String> {
+    run_eval_at(engine, store, ev, &ev.query, ev.at)?;
+    if ev.range.is_none() {
+        // Like upstream: pin every selector with `@` at the eval time and evaluate the
+        // pinned query at other times; the result must not change.
+        for (q, t) in at_modifier_variants(&ev.query, ev.at) {
+            run_eval_at(engine, store, ev, &q, t)
+                .map_err(|e| format!("@ variant {q} at {t}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Functions whose result depends on the evaluation time even with `@` on all selectors.
+const AT_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+    "start",
+    "end",
+    "range",
+    "step",
+];
+
+fn at_modifier_variants(query: &str, ts: i64) -> Vec<(String, i64)> {
+    use promql_parser::parser::{AtModifier, Expr};
+    fn pin(e: &mut Expr, at: &AtModifier, unsafe_fn: &mut bool) {
+        match e {
+            Expr::VectorSelector(vs) => {
+                if vs.at.is_none() {
+                    vs.at = Some(at.clone());
+                }
+            }
+            Expr::MatrixSelector(ms) => {
+                if ms.vs.at.is_none() {
+                    ms.vs.at = Some(at.clone());
+                }
+            }
+            Expr::Subquery(sq) => {
+                if sq.at.is_none() {
+                    sq.at = Some(at.clone());
+                }
+                // Selectors inside a pinned subquery are left alone.
+                check_unsafe(&sq.expr, unsafe_fn);
+            }
+            Expr::Paren(p) => pin(&mut p.expr, at, unsafe_fn),
+            Expr::Unary(u) => pin(&mut u.expr, at, unsafe_fn),
+            Expr::Binary(b) => {
+                pin(&mut b.lhs, at, unsafe_fn);
+                pin(&mut b.rhs, at, unsafe_fn);
+            }
+            Expr::Aggregate(a) => {
+                pin(&mut a.expr, at, unsafe_fn);
+                if let Some(p) = &mut a.param {
+                    pin(p, at, unsafe_fn);
+                }
+            }
+            Expr::Call(c) => {
+                if AT_UNSAFE.contains(&c.func.name) {
+                    *unsafe_fn = true;
+                }
+                for a in &mut c.args.args {
+                    pin(a, at, unsafe_fn);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn check_unsafe(e: &Expr, unsafe_fn: &mut bool) {
+        match e {
+            Expr::Call(c) => {
+                if AT_UNSAFE.contains(&c.func.name) {
+                    *unsafe_fn = true;
+                }
+                c.args.args.iter().for_each(|a| check_unsafe(a, unsafe_fn));
+            }
+            Expr::Subquery(s) => check_unsafe(&s.expr, unsafe_fn),
+            Expr::Paren(p) => check_unsafe(&p.expr, unsafe_fn),
+            Expr::Unary(u) => check_unsafe(&u.expr, unsafe_fn),
+            Expr::Binary(b) => {
+                check_unsafe(&b.lhs, unsafe_fn);
+                check_unsafe(&b.rhs, unsafe_fn);
+            }
+            Expr::Aggregate(a) => {
+                check_unsafe(&a.expr, unsafe_fn);
+                if let Some(p) = &a.param {
+                    check_unsafe(p, unsafe_fn);
+                }
+            }
+            _ => {}
+        }
+    }
+    let Ok(mut expr) = promql_parser::parser::parse(query) else {
+        return Vec::new();
+    };
+    let Ok(at) = AtModifier::try_from(ts as f64 / 1000.0) else {
+        return Vec::new();
+    };
+    let mut unsafe_fn = false;
+    pin(&mut expr, &at, &mut unsafe_fn);
+    if unsafe_fn {
+        return Vec::new();
+    }
+    let q = expr.to_string();
+    let times: Vec<i64> = if ts == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * ts, 0, ts / 5, ts, 10 * ts]
+    };
+    times.into_iter().map(|t| (q.clone(), t)).collect()
+}
+
+fn run_eval_at(
+    engine: &Engine,
+    store: &MemStorage,
+    ev: &EvalCmd,
+    query: &str,
+    at: i64,
+) -> Result<(), String> {
     let opts = QueryOptions::default();
     let expects_fail = ev.fail || ev.expects.iter().any(|e| e.kind == "fail");
     let res = match ev.range {
-        Some((s, e, st)) => block_on(engine.range_query(store, TENANT, &ev.query, s, e, st, &opts)),
-        None => block_on(engine.instant_query(store, TENANT, &ev.query, ev.at, &opts)),
+        Some((s, e, st)) => block_on(engine.range_query(store, TENANT, query, s, e, st, &opts)),
+        None => block_on(engine.instant_query(store, TENANT, query, at, &opts)),
     };
     let res = match res {
         Err(err) => {
@@ -212,14 +358,14 @@ fn run_eval(engine: &Engine, store: &MemStorage, ev: &EvalCmd) -> Result<(), Str
     let excluded = ev.expected.range_vector.is_some() || ev.expected.string.is_some();
     let ctx_fn = ["start()", "end()", "range()", "step()"]
         .iter()
-        .any(|f| ev.query.contains(f));
+        .any(|f| query.contains(f));
     if ev.range.is_none() && !excluded && !ctx_fn && !ordered {
         let rr = block_on(engine.range_query(
             store,
             TENANT,
-            &ev.query,
-            ev.at - 60_000,
-            ev.at + 60_000,
+            query,
+            at - 60_000,
+            at + 60_000,
             60_000,
             &opts,
         ))
@@ -235,7 +381,7 @@ fn run_eval(engine: &Engine, store: &MemStorage, ev: &EvalCmd) -> Result<(), Str
             .filter_map(|s| {
                 s.samples
                     .iter()
-                    .find(|p| p.t == ev.at)
+                    .find(|p| p.t == at)
                     .map(|p| crate::InstantSample {
                         labels: s.labels.clone(),
                         t: p.t,
