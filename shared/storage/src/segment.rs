@@ -5,10 +5,14 @@
 //! locally, a DynamoDB item on AWS), which is what keeps writes cheap: one item
 //! per (request × shard × bucket) instead of one per sample or series.
 //!
-//! Layout (version 2, written now), before zstd compression:
-//! `version u8 = 2 | n_series uvarint | base_t zigzag-varint |` then per series, sorted
-//! by id: `id delta uvarint | chunk` where `chunk` is [`encode_chunk`]'s format with
-//! timestamps relative to `base_t`.
+//! Layout (version 2, written now), before zstd compression, columnar so that zstd sees
+//! alike bytes together (ids that step by one, timestamps shared by a scrape, value
+//! headers that repeat):
+//! `version u8 = 2 | n_series uvarint | base_t zigzag-varint | len(ids) uvarint |
+//! len(times) uvarint | len(heads) uvarint | ids | times | heads | bodies` where, per
+//! series sorted by id, `ids` holds the id delta (uvarint), `times` the chunk's time part
+//! (`n`, first t - base_t, delta-of-deltas), `heads` the value header (mode and exponent,
+//! absent when n = 0) and `bodies` the values, all as in the chunk format below.
 //!
 //! Layout (version 1, still decoded): `version u8 = 1 | n_series uvarint | base_t
 //! zigzag-varint |` then per series, sorted by id: `id delta uvarint | n uvarint | first
@@ -69,20 +73,31 @@ pub fn encode(series: &mut [SegmentSeries]) -> Vec<u8> {
         .map(|s| s.t)
         .min()
         .unwrap_or(0);
-    let mut buf = Vec::with_capacity(
-        16 + series
-            .iter()
-            .map(|s| 4 + s.samples.len() * 3)
-            .sum::<usize>(),
+    let total: usize = series.iter().map(|s| s.samples.len()).sum();
+    let (mut ids, mut ts, mut heads, mut bodies) = (
+        Vec::with_capacity(series.len() * 2),
+        Vec::with_capacity(series.len() * 3 + total),
+        Vec::with_capacity(series.len() * 2),
+        Vec::with_capacity(total * 3),
     );
+    let mut prev_id = 0u64;
+    for s in series.iter() {
+        put_uvarint(&mut ids, s.series_id - prev_id);
+        prev_id = s.series_id;
+        encode_times(&s.samples, base_t, &mut ts);
+        if !s.samples.is_empty() {
+            encode_values(&s.samples, &mut heads, &mut bodies);
+        }
+    }
+    let mut buf = Vec::with_capacity(32 + ids.len() + ts.len() + heads.len() + bodies.len());
     buf.push(SEGMENT_VERSION);
     put_uvarint(&mut buf, series.len() as u64);
     put_varint(&mut buf, base_t);
-    let mut prev_id = 0u64;
-    for s in series.iter() {
-        put_uvarint(&mut buf, s.series_id - prev_id);
-        prev_id = s.series_id;
-        encode_chunk(&s.samples, base_t, &mut buf);
+    put_uvarint(&mut buf, ids.len() as u64);
+    put_uvarint(&mut buf, ts.len() as u64);
+    put_uvarint(&mut buf, heads.len() as u64);
+    for part in [&ids, &ts, &heads, &bodies] {
+        buf.extend_from_slice(part);
     }
     // zstd on an in-memory buffer cannot fail except on allocation failure.
     zstd::bulk::compress(&buf, 3).unwrap_or_else(|_| buf.clone())
@@ -91,8 +106,20 @@ pub fn encode(series: &mut [SegmentSeries]) -> Vec<u8> {
 /// Appends the samples of one series (sorted by time) in the chunk format described in
 /// the module docs, timestamps relative to `base_t`.
 pub fn encode_chunk(samples: &[Sample], base_t: i64, buf: &mut Vec<u8>) {
+    encode_times(samples, base_t, buf);
+    if !samples.is_empty() {
+        let mut body = Vec::with_capacity(samples.len() * 3);
+        encode_values(samples, buf, &mut body);
+        buf.extend_from_slice(&body);
+    }
+}
+
+/// `n uvarint | first t - base zigzag | n-1 zigzag delta-of-delta`.
+fn encode_times(samples: &[Sample], base_t: i64, buf: &mut Vec<u8>) {
     put_uvarint(buf, samples.len() as u64);
-    let Some(first) = samples.first() else { return };
+    let Some(first) = samples.first() else {
+        return;
+    };
     put_varint(buf, first.t.wrapping_sub(base_t));
     let (mut prev_t, mut prev_delta) = (first.t, 0i64);
     for smp in &samples[1..] {
@@ -101,14 +128,15 @@ pub fn encode_chunk(samples: &[Sample], base_t: i64, buf: &mut Vec<u8>) {
         prev_delta = delta;
         prev_t = smp.t;
     }
-    encode_values(samples, buf);
 }
 
-fn encode_values(samples: &[Sample], buf: &mut Vec<u8>) {
+/// Value mode header (`mode u8`, plus `e u8` for decimal modes) into `head`, the values
+/// themselves into `body`. `samples` must not be empty.
+fn encode_values(samples: &[Sample], head: &mut Vec<u8>, body: &mut Vec<u8>) {
     let first_bits = samples[0].v.to_bits();
     if samples.iter().all(|s| s.v.to_bits() == first_bits) {
-        buf.push(3);
-        buf.extend_from_slice(&first_bits.to_le_bytes());
+        head.push(3);
+        body.extend_from_slice(&first_bits.to_le_bytes());
         return;
     }
     if let Some((e, mantissas)) = decimal_mantissas(samples) {
@@ -122,21 +150,21 @@ fn encode_values(samples: &[Sample], buf: &mut Vec<u8>) {
             prev = m;
             prev_d = d;
         }
-        let (mode, body) = if dod.len() < delta.len() {
+        let (mode, bytes) = if dod.len() < delta.len() {
             (2u8, dod)
         } else {
             (1u8, delta)
         };
-        buf.push(mode);
-        buf.push(e);
-        buf.extend_from_slice(&body);
+        head.push(mode);
+        head.push(e);
+        body.extend_from_slice(&bytes);
         return;
     }
-    buf.push(0);
+    head.push(0);
     let mut prev_bits = 0u64;
     for smp in samples {
         let bits = smp.v.to_bits();
-        buf.extend_from_slice(&(bits ^ prev_bits).to_le_bytes());
+        body.extend_from_slice(&(bits ^ prev_bits).to_le_bytes());
         prev_bits = bits;
     }
 }
@@ -180,6 +208,14 @@ pub fn decode_chunk(
 }
 
 fn read_chunk(r: &mut Reader<'_>, base_t: i64) -> Result<Vec<Sample>, SegmentError> {
+    let mut samples = read_times(r, base_t)?;
+    if !samples.is_empty() {
+        read_values(r, None, &mut samples)?;
+    }
+    Ok(samples)
+}
+
+fn read_times(r: &mut Reader<'_>, base_t: i64) -> Result<Vec<Sample>, SegmentError> {
     let n = r.uvarint()? as usize;
     if n > r.buf.len().saturating_sub(r.pos) {
         return Err(SegmentError::Corrupt("sample count exceeds chunk size"));
@@ -196,7 +232,27 @@ fn read_chunk(r: &mut Reader<'_>, base_t: i64) -> Result<Vec<Sample>, SegmentErr
         t = t.wrapping_add(delta);
         samples.push(Sample::new(t, 0.0));
     }
-    match r.byte()? {
+    Ok(samples)
+}
+
+/// Reads the value header from `head` and the values from `body` (or from `head` too,
+/// in the chunk format where they follow each other).
+fn read_values<'a>(
+    head: &mut Reader<'a>,
+    mut body: Option<&mut Reader<'a>>,
+    samples: &mut [Sample],
+) -> Result<(), SegmentError> {
+    let mode = head.byte()?;
+    let e = if mode == 1 || mode == 2 {
+        head.byte()?
+    } else {
+        0
+    };
+    let r: &mut Reader<'a> = match body.as_mut() {
+        Some(b) => b,
+        None => head,
+    };
+    match mode {
         0 => {
             let mut prev_bits = 0u64;
             for s in samples.iter_mut() {
@@ -205,8 +261,7 @@ fn read_chunk(r: &mut Reader<'_>, base_t: i64) -> Result<Vec<Sample>, SegmentErr
                 prev_bits = bits;
             }
         }
-        mode @ (1 | 2) => {
-            let e = r.byte()?;
+        1 | 2 => {
             if e > MAX_DECIMAL_EXP {
                 return Err(SegmentError::Corrupt("decimal exponent out of range"));
             }
@@ -231,10 +286,9 @@ fn read_chunk(r: &mut Reader<'_>, base_t: i64) -> Result<Vec<Sample>, SegmentErr
         }
         _ => return Err(SegmentError::Corrupt("unknown value mode")),
     }
-    Ok(samples)
+    Ok(())
 }
 
-/// Decodes a segment written by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<Vec<SegmentSeries>, SegmentError> {
     let raw = zstd::stream::decode_all(bytes)?;
     let mut r = Reader { buf: &raw, pos: 0 };
@@ -247,20 +301,15 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SegmentSeries>, SegmentError> {
         return Err(SegmentError::Corrupt("series count exceeds segment size"));
     }
     let base_t = r.varint()?;
+    if version == 2 {
+        return decode_v2(&raw, r, n_series, base_t);
+    }
     let mut out = Vec::with_capacity(n_series);
     let mut id = 0u64;
     for _ in 0..n_series {
         id = id
             .checked_add(r.uvarint()?)
             .ok_or(SegmentError::Corrupt("series id overflow"))?;
-        if version == 2 {
-            let samples = read_chunk(&mut r, base_t)?;
-            out.push(SegmentSeries {
-                series_id: id,
-                samples,
-            });
-            continue;
-        }
         let n = r.uvarint()? as usize;
         if n > raw.len() {
             return Err(SegmentError::Corrupt("sample count exceeds segment size"));
@@ -281,6 +330,59 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SegmentSeries>, SegmentError> {
             let bits = r.u64_le()? ^ prev_bits;
             s.v = f64::from_bits(bits);
             prev_bits = bits;
+        }
+        out.push(SegmentSeries {
+            series_id: id,
+            samples,
+        });
+    }
+    Ok(out)
+}
+
+fn decode_v2(
+    raw: &[u8],
+    mut r: Reader<'_>,
+    n_series: usize,
+    base_t: i64,
+) -> Result<Vec<SegmentSeries>, SegmentError> {
+    let lens = [r.uvarint()?, r.uvarint()?, r.uvarint()?];
+    let mut start = r.pos;
+    let mut parts = Vec::with_capacity(4);
+    for len in lens {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|e| *e <= raw.len())
+            .ok_or(SegmentError::Corrupt("segment stream length"))?;
+        parts.push(&raw[start..end]);
+        start = end;
+    }
+    parts.push(&raw[start..]);
+    let mut ids = Reader {
+        buf: parts[0],
+        pos: 0,
+    };
+    let mut ts = Reader {
+        buf: parts[1],
+        pos: 0,
+    };
+    let mut heads = Reader {
+        buf: parts[2],
+        pos: 0,
+    };
+    let mut bodies = Reader {
+        buf: parts[3],
+        pos: 0,
+    };
+    let mut out = Vec::with_capacity(n_series);
+    let mut id = 0u64;
+    for _ in 0..n_series {
+        id = id
+            .checked_add(ids.uvarint()?)
+            .ok_or(SegmentError::Corrupt("series id overflow"))?;
+        let mut samples = read_times(&mut ts, base_t)?;
+        if !samples.is_empty() {
+            read_values(&mut heads, Some(&mut bodies), &mut samples)?;
         }
         out.push(SegmentSeries {
             series_id: id,
