@@ -13,6 +13,35 @@ use crate::eval::{Evaluator, Grid, SeriesData, Val};
 use crate::range_functions::quantile;
 use crate::util::{format_float, format_float_g, kahan_sum_inc};
 
+/// The simple (fold-per-step) aggregators.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    Sum,
+    Avg,
+    Count,
+    Min,
+    Max,
+    Group,
+    Stddev,
+    Stdvar,
+}
+
+impl Fold {
+    fn parse(op: &str) -> Option<Fold> {
+        Some(match op {
+            "sum" => Fold::Sum,
+            "avg" => Fold::Avg,
+            "count" => Fold::Count,
+            "min" => Fold::Min,
+            "max" => Fold::Max,
+            "group" => Fold::Group,
+            "stddev" => Fold::Stddev,
+            "stdvar" => Fold::Stdvar,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Default)]
 struct Acc {
     seen: bool,
@@ -153,21 +182,26 @@ impl Evaluator<'_> {
                 }
                 Ok(Val::Vector(out))
             }
-            _ => {
+            other => {
+                let Some(fold) = Fold::parse(other) else {
+                    return Err(PromqlError::Execution(format!(
+                        "unsupported aggregation {other:?}"
+                    )));
+                };
                 let mut out = Vec::with_capacity(groups.len());
                 let mut acc = vec![Acc::default(); n];
                 for (labels, members) in groups {
                     acc.iter_mut().for_each(|x| *x = Acc::default());
                     for si in members {
                         for p in &vs[si].points {
-                            accumulate(&op, &mut acc[g.idx(p.t)], p.v);
+                            accumulate(fold, &mut acc[g.idx(p.t)], p.v);
                         }
                     }
                     let pts: Vec<Sample> = acc
                         .iter()
                         .enumerate()
                         .filter(|(_, x)| x.seen)
-                        .map(|(i, x)| Sample::new(g.ts(i), finish(&op, x)))
+                        .map(|(i, x)| Sample::new(g.ts(i), finish(fold, x)))
                         .collect();
                     out.push(SeriesData::new(labels, pts));
                 }
@@ -306,7 +340,7 @@ fn sort_nan_last(c: &mut [(usize, f64)], desc: bool) {
     });
 }
 
-fn accumulate(op: &str, a: &mut Acc, x: f64) {
+fn accumulate(op: Fold, a: &mut Acc, x: f64) {
     if !a.seen {
         *a = Acc {
             seen: true,
@@ -317,22 +351,22 @@ fn accumulate(op: &str, a: &mut Acc, x: f64) {
             incremental: false,
         };
         match op {
-            "stddev" | "stdvar" => {
+            Fold::Stddev | Fold::Stdvar => {
                 a.v = if x.is_nan() || x.is_infinite() {
                     f64::NAN
                 } else {
                     0.0
                 }
             }
-            "group" => a.v = 1.0,
+            Fold::Group => a.v = 1.0,
             _ => {}
         }
         return;
     }
     a.count += 1.0;
     match op {
-        "sum" => (a.v, a.c) = kahan_sum_inc(x, a.v, a.c),
-        "avg" => {
+        Fold::Sum => (a.v, a.c) = kahan_sum_inc(x, a.v, a.c),
+        Fold::Avg => {
             if !a.incremental {
                 let (nv, nc) = kahan_sum_inc(x, a.v, a.c);
                 if !nv.is_infinite() {
@@ -347,17 +381,9 @@ fn accumulate(op: &str, a: &mut Acc, x: f64) {
             let q = (a.count - 1.0) / a.count;
             (a.mean, a.c) = kahan_sum_inc(x / a.count, q * a.mean, q * a.c);
         }
-        "min" => {
-            if x < a.v || a.v.is_nan() {
-                a.v = x;
-            }
-        }
-        "max" => {
-            if x > a.v || a.v.is_nan() {
-                a.v = x;
-            }
-        }
-        "stddev" | "stdvar" => {
+        Fold::Min if x < a.v || a.v.is_nan() => a.v = x,
+        Fold::Max if x > a.v || a.v.is_nan() => a.v = x,
+        Fold::Stddev | Fold::Stdvar => {
             let delta = x - a.mean;
             a.mean += delta / a.count;
             a.v += delta * (x - a.mean);
@@ -366,25 +392,15 @@ fn accumulate(op: &str, a: &mut Acc, x: f64) {
     }
 }
 
-fn finish(op: &str, a: &Acc) -> f64 {
+fn finish(op: Fold, a: &Acc) -> f64 {
     match op {
-        "sum" => {
-            if a.v.is_infinite() {
-                a.v
-            } else {
-                a.v + a.c
-            }
-        }
-        "avg" => {
-            if a.incremental {
-                a.mean + a.c
-            } else {
-                a.v / a.count + a.c / a.count
-            }
-        }
-        "count" => a.count,
-        "stdvar" => a.v / a.count,
-        "stddev" => (a.v / a.count).sqrt(),
+        Fold::Sum if a.v.is_infinite() => a.v,
+        Fold::Sum => a.v + a.c,
+        Fold::Avg if a.incremental => a.mean + a.c,
+        Fold::Avg => a.v / a.count + a.c / a.count,
+        Fold::Count => a.count,
+        Fold::Stdvar => a.v / a.count,
+        Fold::Stddev => (a.v / a.count).sqrt(),
         _ => a.v,
     }
 }

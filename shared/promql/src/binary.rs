@@ -220,6 +220,7 @@ impl Evaluator<'_> {
         let mut out_gen: Vec<usize> = Vec::new();
         let mut one_cur = vec![0usize; one.len()];
         let mut many_cur = vec![0usize; many.len()];
+        let mut last_pair = vec![(usize::MAX, 0usize); many.len()];
         let is_arith = !op.is_comparison();
 
         for i in 0..n {
@@ -273,32 +274,38 @@ impl Evaluator<'_> {
                 if !keep {
                     continue;
                 }
-                let idx = match pair_index.get(&(mi, oi)) {
-                    Some(&k) => k,
-                    None => {
-                        let labels = result_labels(
-                            &s.labels,
-                            &one[oi].labels,
-                            matching,
-                            one_to_one,
-                            include,
-                        );
-                        let drop_name = s.drop_name || is_arith || return_bool;
-                        let k = *label_index
-                            .entry((labels.clone(), drop_name))
-                            .or_insert_with(|| {
-                                out.push(SeriesData {
-                                    labels,
-                                    drop_name,
-                                    points: Vec::new(),
+                let cached = last_pair[mi];
+                let idx = if cached.0 == oi {
+                    cached.1
+                } else {
+                    match pair_index.get(&(mi, oi)) {
+                        Some(&k) => k,
+                        None => {
+                            let labels = result_labels(
+                                &s.labels,
+                                &one[oi].labels,
+                                matching,
+                                one_to_one,
+                                include,
+                            );
+                            let drop_name = s.drop_name || is_arith || return_bool;
+                            let k = *label_index
+                                .entry((labels.clone(), drop_name))
+                                .or_insert_with(|| {
+                                    out.push(SeriesData {
+                                        labels,
+                                        drop_name,
+                                        points: Vec::new(),
+                                    });
+                                    out_gen.push(usize::MAX);
+                                    out.len() - 1
                                 });
-                                out_gen.push(usize::MAX);
-                                out.len() - 1
-                            });
-                        pair_index.insert((mi, oi), k);
-                        k
+                            pair_index.insert((mi, oi), k);
+                            k
+                        }
                     }
                 };
+                last_pair[mi] = (oi, idx);
                 if out_gen[idx] == i {
                     return Err(PromqlError::Execution(if one_to_one {
                         "vector cannot contain metrics with the same labelset".into()
@@ -326,7 +333,7 @@ fn result_labels(
     if one_to_one {
         match matching {
             Some(LabelModifier::Include(ls)) => {
-                b.retain(|l| ls.labels.iter().any(|n| *n == l.name));
+                b.retain(|l| ls.labels.contains(&l.name));
             }
             Some(LabelModifier::Exclude(ls)) => {
                 for n in &ls.labels {

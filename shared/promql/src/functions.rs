@@ -307,7 +307,7 @@ impl Evaluator<'_> {
                 "invalid regular expression in label_replace(): {re_src}"
             ))
         })?;
-        if dst.is_empty() {
+        if !valid_label_name(&dst) {
             return Err(PromqlError::Execution(format!(
                 "invalid destination label name in label_replace(): {dst}"
             )));
@@ -337,7 +337,7 @@ impl Evaluator<'_> {
         for a in &args[3..] {
             srcs.push(self.eval_string(a, g)?);
         }
-        if dst.is_empty() {
+        if !valid_label_name(&dst) {
             return Err(PromqlError::Execution(format!(
                 "invalid destination label name in label_join(): {dst}"
             )));

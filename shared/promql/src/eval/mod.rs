@@ -162,8 +162,6 @@ pub(crate) struct RangeInput {
     pub(crate) at: Option<i64>,
     /// The metric name the selector asked for, for annotations.
     pub(crate) pos: String,
-    /// True when the input came from a matrix selector (not a subquery).
-    pub(crate) is_selector: bool,
 }
 
 impl RangeInput {
@@ -308,7 +306,6 @@ impl<'a> Evaluator<'a> {
                     offset: offset_ms(&ms.vs.offset),
                     at: at_ms(&ms.vs.at, &self.ctx),
                     pos: self.pos(e),
-                    is_selector: true,
                 })
             }
             Expr::Subquery(sq) => {
@@ -334,7 +331,6 @@ impl<'a> Evaluator<'a> {
                     offset: offset_ms(&sq.offset),
                     at: at_ms(&sq.at, &self.ctx),
                     pos: self.pos(e),
-                    is_selector: false,
                 })
             }
             _ => Err(PromqlError::Execution("expected range vector".into())),

@@ -222,16 +222,8 @@ fn at_modifier_variants(query: &str, ts: i64) -> Vec<(String, i64)> {
     use promql_parser::parser::{AtModifier, Expr};
     fn pin(e: &mut Expr, at: &AtModifier, unsafe_fn: &mut bool) {
         match e {
-            Expr::VectorSelector(vs) => {
-                if vs.at.is_none() {
-                    vs.at = Some(at.clone());
-                }
-            }
-            Expr::MatrixSelector(ms) => {
-                if ms.vs.at.is_none() {
-                    ms.vs.at = Some(at.clone());
-                }
-            }
+            Expr::VectorSelector(vs) if vs.at.is_none() => vs.at = Some(at.clone()),
+            Expr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = Some(at.clone()),
             Expr::Subquery(sq) => {
                 if sq.at.is_none() {
                     sq.at = Some(at.clone());
