@@ -126,6 +126,19 @@ impl Ec2Provider {
     }
 }
 
+/// Sends one signed EC2 Query API request (`Action=…` plus parameters) and returns the
+/// XML body. Used by discovery; public so tools and tests can create instances on a
+/// local EC2 endpoint (moto) the same way.
+pub async fn ec2_query(
+    client: &reqwest::Client,
+    endpoint: &str,
+    region: &str,
+    credentials: Credentials,
+    params: &[(&str, String)],
+) -> Result<String, DiscoveryError> {
+    Ec2Call { client, endpoint, region, identity: credentials.into() }.request(params).await
+}
+
 struct Ec2Call<'a> {
     client: &'a reqwest::Client,
     endpoint: &'a str,
