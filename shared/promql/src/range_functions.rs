@@ -45,9 +45,18 @@ pub(crate) fn is_range_function(name: &str) -> bool {
 }
 
 /// Calls `f(series, step index, step ts, window)` for every non-empty window.
-fn windows(input: &RangeInput, g: &Grid, mut f: impl FnMut(usize, usize, i64, &[Sample])) {
+/// Stops with `Timeout` once `deadline` passes.
+fn windows(
+    input: &RangeInput,
+    g: &Grid,
+    deadline: std::time::Instant,
+    mut f: impl FnMut(usize, usize, i64, &[Sample]),
+) -> Result<(), PromqlError> {
     let n = g.len();
     for (si, s) in input.series.iter().enumerate() {
+        if si % 512 == 511 && std::time::Instant::now() > deadline {
+            return Err(PromqlError::Timeout("query execution"));
+        }
         let pts = &s.points;
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..n {
@@ -64,6 +73,7 @@ fn windows(input: &RangeInput, g: &Grid, mut f: impl FnMut(usize, usize, i64, &[
             }
         }
     }
+    Ok(())
 }
 
 impl Evaluator<'_> {
@@ -92,7 +102,8 @@ impl Evaluator<'_> {
 
         if name == "absent_over_time" {
             let mut present = vec![false; n];
-            windows(&input, g, |_, i, _, _| present[i] = true);
+            let deadline = self.deadline;
+            windows(&input, g, deadline, |_, i, _, _| present[i] = true)?;
             let labels = absent_labels_of(unparen(matrix_arg));
             let points: Vec<Sample> = (0..n)
                 .filter(|i| !present[*i])
@@ -142,7 +153,8 @@ impl Evaluator<'_> {
         let mut scratch: Vec<f64> = Vec::new();
         {
             let input_ref = &input;
-            windows(input_ref, g, |si, i, t, w| {
+            let deadline = self.deadline;
+            windows(input_ref, g, deadline, |si, i, t, w| {
                 let tt = input_ref.eval_time(t);
                 let v = match name {
                     "rate" => extrapolated_rate(w, tt - range, tt, range, true, true),
@@ -225,7 +237,7 @@ impl Evaluator<'_> {
                 if let Some(v) = v {
                     out[si].push(Sample::new(t, v));
                 }
-            });
+            })?;
         }
         let mut res = Vec::new();
         let mut total = 0;

@@ -154,9 +154,16 @@ pub(crate) enum Val {
     Matrix(Vec<SeriesData>),
 }
 
+/// One series of a range-vector argument; selector samples are borrowed, not copied.
+pub(crate) struct RangeSeries<'a> {
+    pub(crate) labels: Labels,
+    pub(crate) drop_name: bool,
+    pub(crate) points: std::borrow::Cow<'a, [Sample]>,
+}
+
 /// A range-vector argument: raw series (stale markers removed) and how to window them.
-pub(crate) struct RangeInput {
-    pub(crate) series: Vec<SeriesData>,
+pub(crate) struct RangeInput<'a> {
+    pub(crate) series: Vec<RangeSeries<'a>>,
     pub(crate) range: i64,
     pub(crate) offset: i64,
     pub(crate) at: Option<i64>,
@@ -164,7 +171,7 @@ pub(crate) struct RangeInput {
     pub(crate) pos: String,
 }
 
-impl RangeInput {
+impl RangeInput<'_> {
     /// Evaluation time of the window for step timestamp `t`.
     pub(crate) fn eval_time(&self, t: i64) -> i64 {
         self.at.unwrap_or(t) - self.offset
@@ -240,9 +247,14 @@ impl<'a> Evaluator<'a> {
                 let out = input
                     .series
                     .into_iter()
-                    .filter_map(|mut s| {
-                        s.points.retain(|p| p.t > t - input.range && p.t <= t);
-                        (!s.points.is_empty()).then_some(s)
+                    .filter_map(|s| {
+                        let mut points = s.points.into_owned();
+                        points.retain(|p| p.t > t - input.range && p.t <= t);
+                        (!points.is_empty()).then_some(SeriesData {
+                            labels: s.labels,
+                            drop_name: s.drop_name,
+                            points,
+                        })
                     })
                     .collect();
                 Ok(Val::Matrix(out))
@@ -295,7 +307,7 @@ impl<'a> Evaluator<'a> {
         &mut self,
         e: &Expr,
         g: &Grid,
-    ) -> Result<RangeInput, PromqlError> {
+    ) -> Result<RangeInput<'a>, PromqlError> {
         match e {
             Expr::Paren(p) => self.eval_range_input(&p.expr, g),
             Expr::MatrixSelector(ms) => {
@@ -325,6 +337,14 @@ impl<'a> Evaluator<'a> {
                         ));
                     }
                 };
+                let series = series
+                    .into_iter()
+                    .map(|s| RangeSeries {
+                        labels: s.labels,
+                        drop_name: s.drop_name,
+                        points: std::borrow::Cow::Owned(s.points),
+                    })
+                    .collect();
                 Ok(RangeInput {
                     series,
                     range: sq.range.as_millis() as i64,

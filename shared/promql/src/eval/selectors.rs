@@ -3,11 +3,16 @@
 use ember_model::{Sample, is_stale_nan};
 use promql_parser::parser::VectorSelector;
 
-use super::{Evaluator, Grid, SeriesData, at_ms, offset_ms};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use ember_model::Series;
+
+use super::{Evaluator, Grid, RangeSeries, SeriesData, at_ms, offset_ms};
 use crate::PromqlError;
 use crate::plan::selector_key;
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
     /// Evaluates an instant-vector selector at every step: the latest sample in the left-open
     /// lookback window, unless it is a staleness marker. With `timestamps`, the value is the
     /// sample's timestamp in seconds (for `timestamp()`).
@@ -60,27 +65,37 @@ impl Evaluator<'_> {
         Ok(out)
     }
 
-    /// The raw series of a matrix selector, staleness markers removed.
+    /// The raw series of a matrix selector, staleness markers removed (borrowed when the
+    /// series has none).
     pub(crate) fn matrix_series(
         &mut self,
         vs: &VectorSelector,
-    ) -> Result<Vec<SeriesData>, PromqlError> {
-        let data = self.data;
+    ) -> Result<Vec<RangeSeries<'a>>, PromqlError> {
+        let data: &'a HashMap<usize, Vec<Series>> = self.data;
         let Some(series) = data.get(&selector_key(vs)) else {
             return Ok(Vec::new());
         };
         let mut total = 0;
-        let out: Vec<SeriesData> = series
+        let out: Vec<RangeSeries<'a>> = series
             .iter()
             .map(|s| {
-                let pts: Vec<Sample> = s
-                    .samples
-                    .iter()
-                    .copied()
-                    .filter(|p| !is_stale_nan(p.v))
-                    .collect();
-                total += pts.len();
-                SeriesData::new(s.labels.clone(), pts)
+                let points = if s.samples.iter().any(|p| is_stale_nan(p.v)) {
+                    Cow::Owned(
+                        s.samples
+                            .iter()
+                            .copied()
+                            .filter(|p| !is_stale_nan(p.v))
+                            .collect(),
+                    )
+                } else {
+                    Cow::Borrowed(s.samples.as_slice())
+                };
+                total += points.len();
+                RangeSeries {
+                    labels: s.labels.clone(),
+                    drop_name: false,
+                    points,
+                }
             })
             .collect();
         self.account(total)?;
