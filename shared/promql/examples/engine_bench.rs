@@ -72,7 +72,10 @@ fn main() {
         let r = block_on(engine.range_query(&store, "bench", q, 0, end, step_s * 1000, &opts));
         (t.elapsed(), r)
     };
-    let report = |kind: &str, q: &str, d: Duration, r: Result<QueryResult, ember_promql::PromqlError>| match r {
+    let report = |kind: &str,
+                  q: &str,
+                  d: Duration,
+                  r: Result<QueryResult, ember_promql::PromqlError>| match r {
         Ok(r) => {
             let n = match &r.value {
                 Value::Vector(v) => v.len(),
@@ -104,7 +107,10 @@ fn main() {
         ("sum by (job) (rate(http_requests_total[5m]))", 60),
         ("rate(http_requests_total[5m])", 60),
         ("sum by (job) (http_requests_total)", 15),
-        ("http_requests_total / on(instance, job, code) http_requests_total offset 1h", 60),
+        (
+            "http_requests_total / on(instance, job, code) http_requests_total offset 1h",
+            60,
+        ),
         ("avg_over_time(http_requests_total[10m])", 300),
     ] {
         let (d, r) = range(q, step);

@@ -1,0 +1,192 @@
+//! Engine-level checks of the public interface: result shapes, limits and errors.
+
+use std::time::Duration;
+
+use ember_model::{Labels, Sample, Series};
+use ember_promql::{Engine, EngineOptions, PromqlError, QueryOptions, Value};
+use ember_storage::{AppendBatch, MemStorage};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+fn store() -> MemStorage {
+    let s = MemStorage::new();
+    let mut batch = AppendBatch::default();
+    for i in 0..3 {
+        let labels = Labels::from_pairs([("__name__", "up".to_string()), ("i", i.to_string())]);
+        let samples = (0..100)
+            .map(|k| Sample::new(k * 15_000, (k * i) as f64))
+            .collect();
+        batch.series.push(Series::new(labels, samples));
+    }
+    s.append_sync("t", batch).expect("append");
+    s
+}
+
+#[test]
+fn scalar_instant_query() {
+    let r = block_on(Engine::default().instant_query(
+        &store(),
+        "t",
+        "1+1",
+        4000,
+        &QueryOptions::default(),
+    ))
+    .expect("query");
+    assert_eq!(r.value, Value::Scalar { t: 4000, v: 2.0 });
+}
+
+#[test]
+fn range_query_is_matrix_sorted_by_labels() {
+    let r = block_on(Engine::default().range_query(
+        &store(),
+        "t",
+        "up * 2",
+        0,
+        60_000,
+        15_000,
+        &QueryOptions::default(),
+    ))
+    .expect("query");
+    let Value::Matrix(m) = r.value else {
+        panic!("not a matrix")
+    };
+    assert_eq!(m.len(), 3);
+    assert!(m.windows(2).all(|w| w[0].labels < w[1].labels));
+    assert!(
+        m.iter()
+            .all(|s| s.labels.metric_name().is_none() && s.samples.len() == 5)
+    );
+}
+
+#[test]
+fn too_many_points() {
+    let e = block_on(Engine::default().range_query(
+        &store(),
+        "t",
+        "up",
+        0,
+        11_001_000,
+        1000,
+        &QueryOptions::default(),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(e, PromqlError::BadData(ref m) if m.starts_with("exceeded maximum resolution of 11,000 points"))
+    );
+}
+
+#[test]
+fn too_many_samples() {
+    let engine = Engine::new(EngineOptions {
+        max_samples: 10,
+        ..EngineOptions::default()
+    });
+    let e = block_on(engine.range_query(
+        &store(),
+        "t",
+        "up",
+        0,
+        1_000_000,
+        15_000,
+        &QueryOptions::default(),
+    ))
+    .unwrap_err();
+    assert!(matches!(e, PromqlError::TooManySamples(_)), "{e}");
+    assert_eq!(e.error_type(), "execution");
+}
+
+#[test]
+fn timeout() {
+    let opts = QueryOptions {
+        timeout: Some(Duration::ZERO),
+        ..QueryOptions::default()
+    };
+    let e = block_on(Engine::default().instant_query(&store(), "t", "sum(up)", 60_000, &opts))
+        .unwrap_err();
+    assert!(matches!(e, PromqlError::Timeout(_)), "{e}");
+}
+
+#[test]
+fn parse_errors_are_bad_data_with_position() {
+    let e = block_on(Engine::default().instant_query(
+        &store(),
+        "t",
+        "sum(up",
+        0,
+        &QueryOptions::default(),
+    ))
+    .unwrap_err();
+    assert_eq!(e.error_type(), "bad_data");
+    assert!(e.to_string().starts_with("1:"), "{e}");
+    let e = block_on(Engine::default().range_query(
+        &store(),
+        "t",
+        "up[5m]",
+        0,
+        60_000,
+        15_000,
+        &QueryOptions::default(),
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("invalid expression type \"range vector\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn many_to_many_is_an_execution_error() {
+    let e = block_on(Engine::default().instant_query(
+        &store(),
+        "t",
+        "up + on() up",
+        60_000,
+        &QueryOptions::default(),
+    ))
+    .unwrap_err();
+    assert_eq!(e.error_type(), "execution");
+    assert!(
+        e.to_string().contains("many-to-many matching not allowed"),
+        "{e}"
+    );
+}
+
+#[test]
+fn non_counter_rate_gives_info_and_samples_are_counted() {
+    let r = block_on(Engine::default().instant_query(
+        &store(),
+        "t",
+        "rate(up[5m])",
+        600_000,
+        &QueryOptions::default(),
+    ))
+    .expect("query");
+    assert_eq!(
+        r.infos,
+        vec![
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"up\" (1:6)"
+        ]
+    );
+    assert!(r.samples_processed > 0);
+}
+
+#[test]
+fn lookback_override() {
+    let opts = QueryOptions {
+        lookback_delta_ms: Some(10_000),
+        ..QueryOptions::default()
+    };
+    // The last sample is at 1485 s; 20 s later it is outside a 10 s lookback.
+    let r = block_on(Engine::default().instant_query(&store(), "t", "up", 1_505_000, &opts))
+        .expect("query");
+    assert_eq!(r.value, Value::Vector(vec![]));
+}
