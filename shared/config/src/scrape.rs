@@ -471,18 +471,18 @@ impl ScrapeConfig {
             r.validate()
                 .map_err(|e| invalid(format!("relabel step {i}: {e}")))?;
         }
-        if let Some(p) = &self.fallback_scrape_protocol {
-            if !matches!(
+        if let Some(p) = &self.fallback_scrape_protocol
+            && !matches!(
                 p.as_str(),
                 "PrometheusText0.0.4"
                     | "PrometheusText1.0.0"
                     | "OpenMetricsText0.0.1"
                     | "OpenMetricsText1.0.0"
-            ) {
-                return Err(invalid(format!(
-                    "unsupported fallback_scrape_protocol {p:?}"
-                )));
-            }
+            )
+        {
+            return Err(invalid(format!(
+                "unsupported fallback_scrape_protocol {p:?}"
+            )));
         }
         for ec2 in &self.ec2_sd_configs {
             if ec2.profile.is_some() || ec2.role_arn.is_some() {

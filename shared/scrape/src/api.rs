@@ -78,9 +78,13 @@ impl TargetsResponse {
                 });
             }
             for d in &js.dropped {
-                r.dropped_targets.push(DroppedTarget { discovered_labels: d.clone(), scrape_pool: job.clone() });
+                r.dropped_targets.push(DroppedTarget {
+                    discovered_labels: d.clone(),
+                    scrape_pool: job.clone(),
+                });
             }
-            r.dropped_target_counts.insert(job.clone(), js.dropped.len());
+            r.dropped_target_counts
+                .insert(job.clone(), js.dropped.len());
         }
         r
     }
@@ -120,7 +124,12 @@ pub fn rfc3339_ms(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 #[cfg(test)]
@@ -137,7 +146,10 @@ mod tests {
     #[test]
     fn json_shape_matches_prometheus() {
         let r = TargetsResponse {
-            active_targets: vec![ActiveTarget { health: "up".into(), ..Default::default() }],
+            active_targets: vec![ActiveTarget {
+                health: "up".into(),
+                ..Default::default()
+            }],
             dropped_targets: vec![DroppedTarget::default()],
             dropped_target_counts: BTreeMap::from([("node".to_string(), 1)]),
         };

@@ -26,7 +26,9 @@ pub mod state;
 pub mod target;
 
 pub use api::TargetsResponse;
-pub use manager::{PassReport, ScrapeManager, ScrapeOptions, Shard, TickReport, default_self_scrape_config};
+pub use manager::{
+    PassReport, ScrapeManager, ScrapeOptions, Shard, TickReport, default_self_scrape_config,
+};
 pub use state::ScrapeState;
 
 /// Why a scrape failed (the text becomes the target's `lastError`).

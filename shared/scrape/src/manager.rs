@@ -13,17 +13,22 @@ use ember_storage::{AppendBatch, Appender};
 use futures::FutureExt;
 use tokio::sync::{Semaphore, watch};
 
+use crate::ScrapeError;
 use crate::api::TargetsResponse;
 use crate::client::JobClient;
 use crate::discovery::Provider;
 use crate::process::{ProcessSettings, SeriesCache, process};
-use crate::state::{Health, JobState, STATE_VERSION, ScrapeState, TargetState};
+use crate::state::{Health, STATE_VERSION, ScrapeState, TargetState};
 use crate::target::{Populated, Target, targets_from_groups};
-use crate::ScrapeError;
 
 /// Names of the per-target report series.
-const REPORT_NAMES: [&str; 5] =
-    ["up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling", "scrape_series_added"];
+const REPORT_NAMES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
 
 /// Which share of the targets this manager scrapes (Lambda fan-out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +52,11 @@ pub struct ScrapeOptions {
 
 impl Default for ScrapeOptions {
     fn default() -> Self {
-        Self { tenant: DEFAULT_TENANT.to_string(), max_concurrent_scrapes: 64, shard: None }
+        Self {
+            tenant: DEFAULT_TENANT.to_string(),
+            max_concurrent_scrapes: 64,
+            shard: None,
+        }
     }
 }
 
@@ -101,7 +110,9 @@ pub struct ScrapeManager {
 
 impl std::fmt::Debug for ScrapeManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScrapeManager").field("jobs", &self.job_names()).finish()
+        f.debug_struct("ScrapeManager")
+            .field("jobs", &self.job_names())
+            .finish()
     }
 }
 
@@ -111,11 +122,16 @@ pub fn default_self_scrape_config(address: &str) -> ScrapeConfig {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn to_map(l: &Labels) -> BTreeMap<String, String> {
-    l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()
+    l.iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
 }
 
 fn with_name(base: &Labels, name: &str) -> Labels {
@@ -131,17 +147,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl ScrapeManager {
     /// A manager for every `scrape_configs` job of `config`.
-    pub fn new(config: &Config, appender: Arc<dyn Appender>, options: ScrapeOptions) -> Result<Self, ScrapeError> {
+    pub fn new(
+        config: &Config,
+        appender: Arc<dyn Appender>,
+        options: ScrapeOptions,
+    ) -> Result<Self, ScrapeError> {
         let mut jobs = Vec::new();
         for raw in &config.scrape_configs {
-            let cfg = raw.resolve(&config.global).map_err(|e| ScrapeError::Config(e.to_string()))?;
+            let cfg = raw
+                .resolve(&config.global)
+                .map_err(|e| ScrapeError::Config(e.to_string()))?;
             let client = JobClient::new(raw, &cfg)?;
             let settings = ProcessSettings {
                 honor_labels: cfg.honor_labels,
                 honor_timestamps: cfg.honor_timestamps,
                 track_timestamps_staleness: cfg.track_timestamps_staleness,
                 metric_relabel_configs: raw.metric_relabel_configs.clone(),
-                external_labels: cfg.external_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                external_labels: cfg
+                    .external_labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 sample_limit: cfg.sample_limit,
                 label_limit: cfg.label_limit,
                 label_name_length_limit: cfg.label_name_length_limit,
@@ -162,7 +188,10 @@ impl ScrapeManager {
                 appender,
                 options,
                 jobs,
-                state: Mutex::new(ScrapeState { version: STATE_VERSION, jobs: BTreeMap::new() }),
+                state: Mutex::new(ScrapeState {
+                    version: STATE_VERSION,
+                    jobs: BTreeMap::new(),
+                }),
                 permits,
             }),
         })
@@ -170,7 +199,11 @@ impl ScrapeManager {
 
     /// Names of the configured jobs.
     pub fn job_names(&self) -> Vec<String> {
-        self.inner.jobs.iter().map(|j| j.cfg.job_name.clone()).collect()
+        self.inner
+            .jobs
+            .iter()
+            .map(|j| j.cfg.job_name.clone())
+            .collect()
     }
 
     /// `/api/v1/targets` data.
@@ -239,7 +272,11 @@ impl ScrapeManager {
         let (tx, rx) = watch::channel(false);
         let mut handles = Vec::new();
         for job in &self.inner.jobs {
-            handles.push(tokio::spawn(job_loop(self.inner.clone(), job.clone(), rx.clone())));
+            handles.push(tokio::spawn(job_loop(
+                self.inner.clone(),
+                job.clone(),
+                rx.clone(),
+            )));
         }
         shutdown.await;
         let _ = tx.send(true);
@@ -255,7 +292,10 @@ impl ScrapeManager {
     /// `until = min(end of the current minute, Lambda deadline - longest scrape timeout)`.
     pub async fn run_pass(&self, until: SystemTime) -> PassReport {
         stale_removed_jobs(&self.inner).await;
-        let until_ms = until.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let until_ms = until
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         let runs = self.inner.jobs.iter().map(|job| {
             let inner = self.inner.clone();
             let job = job.clone();
@@ -329,15 +369,21 @@ async fn job_loop(inner: Arc<Inner>, job: Arc<Job>, mut stop: watch::Receiver<bo
 /// Jobs in the state that the config no longer has: their targets go stale.
 async fn stale_removed_jobs(inner: &Arc<Inner>) {
     let configured: HashSet<&str> = inner.jobs.iter().map(|j| j.cfg.job_name.as_str()).collect();
-    let removed: Vec<String> =
-        lock(&inner.state).jobs.keys().filter(|k| !configured.contains(k.as_str())).cloned().collect();
+    let removed: Vec<String> = lock(&inner.state)
+        .jobs
+        .keys()
+        .filter(|k| !configured.contains(k.as_str()))
+        .cloned()
+        .collect();
     for j in removed {
         stale_job(inner, &j).await;
     }
 }
 
 async fn stale_job(inner: &Arc<Inner>, job: &str) -> usize {
-    let Some(js) = lock(&inner.state).jobs.remove(job) else { return 0 };
+    let Some(js) = lock(&inner.state).jobs.remove(job) else {
+        return 0;
+    };
     let n = js.targets.len();
     let batch = stale_batch(js.targets.values(), now_ms());
     if let Err(e) = inner.appender.append(&inner.options.tenant, batch).await {
@@ -350,11 +396,16 @@ fn stale_batch<'a>(targets: impl Iterator<Item = &'a TargetState>, t: i64) -> Ap
     let mut batch = AppendBatch::default();
     for ts in targets {
         for l in &ts.series {
-            batch.series.push(Series::new(l.clone(), vec![Sample::new(t, stale_nan())]));
+            batch
+                .series
+                .push(Series::new(l.clone(), vec![Sample::new(t, stale_nan())]));
         }
         if ts.last_scrape_ms > 0 {
             for name in REPORT_NAMES {
-                batch.series.push(Series::new(with_name(&ts.report_labels, name), vec![Sample::new(t, stale_nan())]));
+                batch.series.push(Series::new(
+                    with_name(&ts.report_labels, name),
+                    vec![Sample::new(t, stale_nan())],
+                ));
             }
         }
     }
@@ -392,13 +443,24 @@ async fn job_tick(inner: &Arc<Inner>, job: &Arc<Job>, tick: i64) -> TickReport {
         }
     }
     let limit_error = (job.cfg.target_limit > 0 && active.len() as u64 > job.cfg.target_limit)
-        .then(|| format!("target_limit exceeded (number of targets: {}, limit: {})", active.len(), job.cfg.target_limit));
+        .then(|| {
+            format!(
+                "target_limit exceeded (number of targets: {}, limit: {})",
+                active.len(),
+                job.cfg.target_limit
+            )
+        });
 
     let vanished: Vec<TargetState> = {
         let mut state = lock(&inner.state);
-        let js = state.jobs.entry(job.cfg.job_name.clone()).or_insert_with(JobState::default);
+        let js = state.jobs.entry(job.cfg.job_name.clone()).or_default();
         let keys: HashSet<&String> = seen.iter().collect();
-        let gone: Vec<String> = js.targets.keys().filter(|k| !keys.contains(k)).cloned().collect();
+        let gone: Vec<String> = js
+            .targets
+            .keys()
+            .filter(|k| !keys.contains(k))
+            .cloned()
+            .collect();
         let vanished = gone.iter().filter_map(|k| js.targets.remove(k)).collect();
         js.dropped = dropped;
         js.last_tick_ms = tick;
@@ -407,12 +469,16 @@ async fn job_tick(inner: &Arc<Inner>, job: &Arc<Job>, tick: i64) -> TickReport {
             e.scrape_url = t.url.clone();
             e.discovered_labels = to_map(&t.discovered_labels);
             e.labels = to_map(&t.target_labels());
-            e.scrape_interval = PromDuration::from_millis(t.interval.as_millis() as u64).to_string();
+            e.scrape_interval =
+                PromDuration::from_millis(t.interval.as_millis() as u64).to_string();
             e.scrape_timeout = PromDuration::from_millis(t.timeout.as_millis() as u64).to_string();
         }
         vanished
     };
-    let mut report = TickReport { vanished: vanished.len(), ..TickReport::default() };
+    let mut report = TickReport {
+        vanished: vanished.len(),
+        ..TickReport::default()
+    };
     if !vanished.is_empty() {
         {
             let mut caches = lock(&job.caches);
@@ -424,7 +490,9 @@ async fn job_tick(inner: &Arc<Inner>, job: &Arc<Job>, tick: i64) -> TickReport {
             tracing::warn!(job = %job.cfg.job_name, error = %e, "writing staleness markers for vanished targets failed");
         }
     }
-    let scrapes = active.into_iter().map(|t| scrape_target(inner, job, t, limit_error.clone()));
+    let scrapes = active
+        .into_iter()
+        .map(|t| scrape_target(inner, job, t, limit_error.clone()));
     for ok in futures::future::join_all(scrapes).await {
         report.scraped += 1;
         if !ok {
@@ -436,7 +504,12 @@ async fn job_tick(inner: &Arc<Inner>, job: &Arc<Job>, tick: i64) -> TickReport {
 
 /// Scrapes one target and writes samples, staleness markers and report series in one
 /// batch. Returns whether the scrape succeeded.
-async fn scrape_target(inner: &Arc<Inner>, job: &Arc<Job>, target: Target, forced_error: Option<String>) -> bool {
+async fn scrape_target(
+    inner: &Arc<Inner>,
+    job: &Arc<Job>,
+    target: Target,
+    forced_error: Option<String>,
+) -> bool {
     let _permit = inner.permits.acquire().await;
     let key = target.key();
     let t = now_ms();
@@ -458,7 +531,9 @@ async fn scrape_target(inner: &Arc<Inner>, job: &Arc<Job>, target: Target, force
             Ok(body) => job
                 .client
                 .format_for(body.content_type.as_deref())
-                .and_then(|f| process(&body.bytes, f, t, &target_labels, &job.settings, &mut cache)),
+                .and_then(|f| {
+                    process(&body.bytes, f, t, &target_labels, &job.settings, &mut cache)
+                }),
             Err(e) => Err(e),
         },
     };
@@ -467,7 +542,11 @@ async fn scrape_target(inner: &Arc<Inner>, job: &Arc<Job>, target: Target, force
 
     let (prev_series, prev_meta_hash) = {
         let mut state = lock(&inner.state);
-        match state.jobs.get_mut(&job.cfg.job_name).and_then(|js| js.targets.get_mut(&key)) {
+        match state
+            .jobs
+            .get_mut(&job.cfg.job_name)
+            .and_then(|js| js.targets.get_mut(&key))
+        {
             Some(ts) => (std::mem::take(&mut ts.series), ts.metadata_hash),
             None => (Vec::new(), 0),
         }
@@ -476,15 +555,25 @@ async fn scrape_target(inner: &Arc<Inner>, job: &Arc<Job>, target: Target, force
     let mut batch = AppendBatch::default();
     let (up, scraped, post, added, new_series, error, meta_hash) = match result {
         Ok(p) => {
-            let current: HashSet<u64> = p.tracked.iter().map(|&i| p.series[i].labels.stable_hash()).collect();
+            let current: HashSet<u64> = p
+                .tracked
+                .iter()
+                .map(|&i| p.series[i].labels.stable_hash())
+                .collect();
             let prev_set: HashSet<u64> = prev_hashes.iter().copied().collect();
             let added = current.iter().filter(|h| !prev_set.contains(h)).count();
             for (l, h) in prev_series.iter().zip(&prev_hashes) {
                 if !current.contains(h) {
-                    batch.series.push(Series::new(l.clone(), vec![Sample::new(t, stale_nan())]));
+                    batch
+                        .series
+                        .push(Series::new(l.clone(), vec![Sample::new(t, stale_nan())]));
                 }
             }
-            let tracked: Vec<Labels> = p.tracked.iter().map(|&i| p.series[i].labels.clone()).collect();
+            let tracked: Vec<Labels> = p
+                .tracked
+                .iter()
+                .map(|&i| p.series[i].labels.clone())
+                .collect();
             if p.metadata_hash != prev_meta_hash {
                 batch.metadata = p.metadata;
             }
@@ -492,31 +581,64 @@ async fn scrape_target(inner: &Arc<Inner>, job: &Arc<Job>, target: Target, force
                 tracing::trace!(target = %target.url, n = p.exemplars_dropped, "exemplars dropped");
             }
             batch.series.extend(p.series);
-            (1.0, p.samples_scraped, p.samples_post_relabel, added, tracked, None, p.metadata_hash)
+            (
+                1.0,
+                p.samples_scraped,
+                p.samples_post_relabel,
+                added,
+                tracked,
+                None,
+                p.metadata_hash,
+            )
         }
         Err(e) => {
             for l in &prev_series {
-                batch.series.push(Series::new(l.clone(), vec![Sample::new(t, stale_nan())]));
+                batch
+                    .series
+                    .push(Series::new(l.clone(), vec![Sample::new(t, stale_nan())]));
             }
-            (0.0, 0, 0, 0, Vec::new(), Some(e.to_string()), prev_meta_hash)
+            (
+                0.0,
+                0,
+                0,
+                0,
+                Vec::new(),
+                Some(e.to_string()),
+                prev_meta_hash,
+            )
         }
     };
-    for (name, v) in REPORT_NAMES.iter().zip([up, duration, scraped as f64, post as f64, added as f64]) {
-        batch.series.push(Series::new(with_name(&report_base, name), vec![Sample::new(t, v)]));
+    for (name, v) in
+        REPORT_NAMES
+            .iter()
+            .zip([up, duration, scraped as f64, post as f64, added as f64])
+    {
+        batch.series.push(Series::new(
+            with_name(&report_base, name),
+            vec![Sample::new(t, v)],
+        ));
     }
     let appended = inner.appender.append(&inner.options.tenant, batch).await;
     let (error, series, meta_hash) = match (error, appended) {
         (Some(e), _) => (Some(e), new_series, meta_hash),
         (None, Ok(_)) => (None, new_series, meta_hash),
         // Nothing was written: keep the previous series so their staleness is not lost.
-        (None, Err(e)) => (Some(format!("storing scraped samples: {e}")), prev_series, prev_meta_hash),
+        (None, Err(e)) => (
+            Some(format!("storing scraped samples: {e}")),
+            prev_series,
+            prev_meta_hash,
+        ),
     };
     if let Some(e) = &error {
         tracing::debug!(job = %job.cfg.job_name, url = %target.url, error = %e, "scrape failed");
     }
     let ok = error.is_none();
     let mut state = lock(&inner.state);
-    if let Some(ts) = state.jobs.get_mut(&job.cfg.job_name).and_then(|js| js.targets.get_mut(&key)) {
+    if let Some(ts) = state
+        .jobs
+        .get_mut(&job.cfg.job_name)
+        .and_then(|js| js.targets.get_mut(&key))
+    {
         ts.health = if ok { Health::Up } else { Health::Down };
         ts.last_error = error.unwrap_or_default();
         ts.last_scrape_ms = t;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use ember_config::relabel::{self, RelabelConfig};
-use ember_model::{Labels, METRIC_NAME, MetricMetadata, MetricType, Sample, Series};
 use ember_formats::exposition::{Entry, Format, Parser};
+use ember_model::{Labels, METRIC_NAME, MetricMetadata, MetricType, Sample, Series};
 
 use crate::ScrapeError;
 
@@ -133,13 +133,25 @@ pub fn process(
                     let h = l.stable_hash();
                     (l, h)
                 });
-                cache.map.insert(s.series.to_string(), CacheEntry { out: out_entry.clone(), seen: iteration });
+                cache.map.insert(
+                    s.series.to_string(),
+                    CacheEntry {
+                        out: out_entry.clone(),
+                        seen: iteration,
+                    },
+                );
                 out_entry
             }
         };
-        let Some((labels, hash)) = resolved else { continue };
+        let Some((labels, hash)) = resolved else {
+            continue;
+        };
         let explicit = settings.honor_timestamps && s.timestamp_ms.is_some();
-        let ts = if explicit { s.timestamp_ms.unwrap_or(t) } else { t };
+        let ts = if explicit {
+            s.timestamp_ms.unwrap_or(t)
+        } else {
+            t
+        };
         match index.get(&hash) {
             Some(&i) => {
                 // The same series twice: keep the first value per timestamp, as Prometheus does.
@@ -154,7 +166,8 @@ pub fn process(
                 if !explicit || settings.track_timestamps_staleness {
                     out.tracked.push(out.series.len());
                 }
-                out.series.push(Series::new(labels, vec![Sample::new(ts, s.value)]));
+                out.series
+                    .push(Series::new(labels, vec![Sample::new(ts, s.value)]));
                 out.samples_post_relabel += 1;
             }
         }
@@ -183,7 +196,11 @@ pub fn process(
     Ok(out)
 }
 
-fn meta_entry<'m>(meta: &'m mut Vec<MetricMetadata>, pos: &mut HashMap<String, usize>, name: &str) -> &'m mut MetricMetadata {
+fn meta_entry<'m>(
+    meta: &'m mut Vec<MetricMetadata>,
+    pos: &mut HashMap<String, usize>,
+    name: &str,
+) -> &'m mut MetricMetadata {
     let i = *pos.entry(name.to_string()).or_insert_with(|| {
         meta.push(MetricMetadata {
             metric_family_name: name.to_string(),
@@ -198,7 +215,11 @@ fn meta_entry<'m>(meta: &'m mut Vec<MetricMetadata>, pos: &mut HashMap<String, u
 
 /// Merges target labels into a scraped series, applies metric relabeling, external
 /// labels and the label limits. `Ok(None)` = dropped by relabeling.
-pub fn final_labels(sample: Labels, target: &Labels, settings: &ProcessSettings) -> Result<Option<Labels>, String> {
+pub fn final_labels(
+    sample: Labels,
+    target: &Labels,
+    settings: &ProcessSettings,
+) -> Result<Option<Labels>, String> {
     let mut lb = sample.to_builder();
     for l in target.iter() {
         if settings.honor_labels {
@@ -232,18 +253,34 @@ pub fn final_labels(sample: Labels, target: &Labels, settings: &ProcessSettings)
         lb.build()
     };
     if labels.metric_name().is_none() {
-        return Err(format!("series {labels} has no metric name after relabeling"));
+        return Err(format!(
+            "series {labels} has no metric name after relabeling"
+        ));
     }
     if settings.label_limit > 0 && labels.len() as u64 > settings.label_limit {
-        return Err(format!("label_limit exceeded: {} labels, limit {} ({labels})", labels.len(), settings.label_limit));
+        return Err(format!(
+            "label_limit exceeded: {} labels, limit {} ({labels})",
+            labels.len(),
+            settings.label_limit
+        ));
     }
     for l in labels.iter() {
-        if settings.label_name_length_limit > 0 && l.name.len() as u64 > settings.label_name_length_limit {
-            return Err(format!("label_name_length_limit exceeded: label name {:?}", l.name));
-        }
-        if settings.label_value_length_limit > 0 && l.value.len() as u64 > settings.label_value_length_limit && l.name != METRIC_NAME
+        if settings.label_name_length_limit > 0
+            && l.name.len() as u64 > settings.label_name_length_limit
         {
-            return Err(format!("label_value_length_limit exceeded: label {:?}", l.name));
+            return Err(format!(
+                "label_name_length_limit exceeded: label name {:?}",
+                l.name
+            ));
+        }
+        if settings.label_value_length_limit > 0
+            && l.value.len() as u64 > settings.label_value_length_limit
+            && l.name != METRIC_NAME
+        {
+            return Err(format!(
+                "label_value_length_limit exceeded: label {:?}",
+                l.name
+            ));
         }
     }
     Ok(Some(labels))
@@ -259,13 +296,19 @@ mod tests {
 
     #[test]
     fn honor_labels_and_exported_renaming() {
-        let sample = Labels::from_pairs([("__name__", "m"), ("job", "inner"), ("exported_job", "x")]);
+        let sample =
+            Labels::from_pairs([("__name__", "m"), ("job", "inner"), ("exported_job", "x")]);
         let s = ProcessSettings::default();
-        let l = final_labels(sample.clone(), &target(), &s).unwrap().unwrap();
+        let l = final_labels(sample.clone(), &target(), &s)
+            .unwrap()
+            .unwrap();
         assert_eq!(l.get("job"), Some("app"));
         assert_eq!(l.get("exported_exported_job"), Some("inner"));
         assert_eq!(l.get("exported_job"), Some("x"));
-        let s = ProcessSettings { honor_labels: true, ..Default::default() };
+        let s = ProcessSettings {
+            honor_labels: true,
+            ..Default::default()
+        };
         let l = final_labels(sample, &target(), &s).unwrap().unwrap();
         assert_eq!(l.get("job"), Some("inner"));
         assert_eq!(l.get("instance"), Some("127.0.0.1:1"));
@@ -274,7 +317,9 @@ mod tests {
     #[test]
     fn page_processing_limits_timestamps_and_cache() {
         let page = b"# TYPE a counter\na_total 1 1000\nb{x=\"1\"} 2\nb{x=\"1\"} 3\ndrop_me 4\n";
-        let relabel: Vec<RelabelConfig> = serde_saphyr::from_str("- {source_labels: [__name__], regex: 'drop_.*', action: drop}").unwrap();
+        let relabel: Vec<RelabelConfig> =
+            serde_saphyr::from_str("- {source_labels: [__name__], regex: 'drop_.*', action: drop}")
+                .unwrap();
         let s = ProcessSettings {
             honor_timestamps: true,
             metric_relabel_configs: relabel,
@@ -282,25 +327,87 @@ mod tests {
             ..Default::default()
         };
         let mut cache = SeriesCache::default();
-        let p = process(page, Format::PrometheusText, 5000, &target(), &s, &mut cache).unwrap();
+        let p = process(
+            page,
+            Format::PrometheusText,
+            5000,
+            &target(),
+            &s,
+            &mut cache,
+        )
+        .unwrap();
         assert_eq!(p.samples_scraped, 4);
-        assert_eq!(p.samples_post_relabel, 2, "duplicate series at the same timestamp counts once");
+        assert_eq!(
+            p.samples_post_relabel, 2,
+            "duplicate series at the same timestamp counts once"
+        );
         assert_eq!(p.series.len(), 2);
         assert_eq!(p.series[0].samples, vec![Sample::new(1000, 1.0)]);
         assert_eq!(p.series[0].labels.get("cluster"), Some("eu"));
-        assert_eq!(p.tracked, vec![1], "series with explicit timestamps are not tracked for staleness");
+        assert_eq!(
+            p.tracked,
+            vec![1],
+            "series with explicit timestamps are not tracked for staleness"
+        );
         assert_eq!(p.metadata[0].metric_type, MetricType::Counter);
         assert_eq!(cache.len(), 3);
         // Second pass hits the cache and gives the same result.
-        let p2 = process(page, Format::PrometheusText, 6000, &target(), &s, &mut cache).unwrap();
+        let p2 = process(
+            page,
+            Format::PrometheusText,
+            6000,
+            &target(),
+            &s,
+            &mut cache,
+        )
+        .unwrap();
         assert_eq!(p2.series[1].labels, p.series[1].labels);
         assert_eq!(p2.series[1].samples, vec![Sample::new(6000, 2.0)]);
         // Limits fail the whole scrape.
-        let limited = ProcessSettings { sample_limit: 1, ..s.clone() };
-        assert!(matches!(process(page, Format::PrometheusText, 1, &target(), &limited, &mut SeriesCache::default()), Err(ScrapeError::Limit(_))));
-        let limited = ProcessSettings { label_limit: 3, ..s.clone() };
-        assert!(process(page, Format::PrometheusText, 1, &target(), &limited, &mut SeriesCache::default()).is_err());
-        let limited = ProcessSettings { label_value_length_limit: 5, ..s };
-        assert!(process(page, Format::PrometheusText, 1, &target(), &limited, &mut SeriesCache::default()).is_err());
+        let limited = ProcessSettings {
+            sample_limit: 1,
+            ..s.clone()
+        };
+        assert!(matches!(
+            process(
+                page,
+                Format::PrometheusText,
+                1,
+                &target(),
+                &limited,
+                &mut SeriesCache::default()
+            ),
+            Err(ScrapeError::Limit(_))
+        ));
+        let limited = ProcessSettings {
+            label_limit: 3,
+            ..s.clone()
+        };
+        assert!(
+            process(
+                page,
+                Format::PrometheusText,
+                1,
+                &target(),
+                &limited,
+                &mut SeriesCache::default()
+            )
+            .is_err()
+        );
+        let limited = ProcessSettings {
+            label_value_length_limit: 5,
+            ..s
+        };
+        assert!(
+            process(
+                page,
+                Format::PrometheusText,
+                1,
+                &target(),
+                &limited,
+                &mut SeriesCache::default()
+            )
+            .is_err()
+        );
     }
 }

@@ -60,7 +60,10 @@ impl ScrapeState {
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         let s: ScrapeState = serde_json::from_slice(bytes)?;
         if s.version != STATE_VERSION {
-            return Ok(ScrapeState { version: STATE_VERSION, jobs: BTreeMap::new() });
+            return Ok(ScrapeState {
+                version: STATE_VERSION,
+                jobs: BTreeMap::new(),
+            });
         }
         Ok(s)
     }

@@ -42,7 +42,13 @@ pub struct Target {
 impl Target {
     /// The labels every scraped series gets: the target labels without `__` names.
     pub fn target_labels(&self) -> Labels {
-        Labels::from_sorted_unchecked(self.labels.iter().filter(|l| !l.name.starts_with("__")).cloned().collect())
+        Labels::from_sorted_unchecked(
+            self.labels
+                .iter()
+                .filter(|l| !l.name.starts_with("__"))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A stable identity for the target within its job (labels hash, as Prometheus uses).
@@ -61,7 +67,11 @@ pub enum Populated {
 }
 
 /// Builds targets for every discovered label set of `groups`.
-pub fn targets_from_groups(groups: &[TargetGroup], cfg: &ResolvedScrapeConfig, relabel_configs: &[RelabelConfig]) -> Vec<Populated> {
+pub fn targets_from_groups(
+    groups: &[TargetGroup],
+    cfg: &ResolvedScrapeConfig,
+    relabel_configs: &[RelabelConfig],
+) -> Vec<Populated> {
     let mut out = Vec::new();
     for g in groups {
         for t in &g.targets {
@@ -79,11 +89,21 @@ pub fn targets_from_groups(groups: &[TargetGroup], cfg: &ResolvedScrapeConfig, r
 }
 
 /// Applies defaults, relabeling and validation to one discovered label set.
-pub fn populate(mut lb: LabelsBuilder, cfg: &ResolvedScrapeConfig, relabel_configs: &[RelabelConfig]) -> Populated {
+pub fn populate(
+    mut lb: LabelsBuilder,
+    cfg: &ResolvedScrapeConfig,
+    relabel_configs: &[RelabelConfig],
+) -> Populated {
     let defaults = [
         ("job", cfg.job_name.clone()),
-        (SCRAPE_INTERVAL_LABEL, PromDuration::from_millis(cfg.interval.as_millis() as u64).to_string()),
-        (SCRAPE_TIMEOUT_LABEL, PromDuration::from_millis(cfg.timeout.as_millis() as u64).to_string()),
+        (
+            SCRAPE_INTERVAL_LABEL,
+            PromDuration::from_millis(cfg.interval.as_millis() as u64).to_string(),
+        ),
+        (
+            SCRAPE_TIMEOUT_LABEL,
+            PromDuration::from_millis(cfg.timeout.as_millis() as u64).to_string(),
+        ),
         (METRICS_PATH_LABEL, cfg.metrics_path.clone()),
         (SCHEME_LABEL, cfg.scheme.clone()),
     ];
@@ -94,10 +114,10 @@ pub fn populate(mut lb: LabelsBuilder, cfg: &ResolvedScrapeConfig, relabel_confi
     }
     for (k, v) in &cfg.params {
         let name = format!("{PARAM_LABEL_PREFIX}{k}");
-        if lb.get(&name).is_none() {
-            if let Some(first) = v.first() {
-                lb.set(name, first.as_str());
-            }
+        if lb.get(&name).is_none()
+            && let Some(first) = v.first()
+        {
+            lb.set(name, first.as_str());
         }
     }
     let discovered = lb.build();
@@ -117,7 +137,10 @@ pub fn populate(mut lb: LabelsBuilder, cfg: &ResolvedScrapeConfig, relabel_confi
             Some(s) => PromDuration::parse(s).ok().map(|d| d.as_duration()),
         }
     };
-    let (Some(interval), Some(timeout)) = (dur(SCRAPE_INTERVAL_LABEL, cfg.interval), dur(SCRAPE_TIMEOUT_LABEL, cfg.timeout)) else {
+    let (Some(interval), Some(timeout)) = (
+        dur(SCRAPE_INTERVAL_LABEL, cfg.interval),
+        dur(SCRAPE_TIMEOUT_LABEL, cfg.timeout),
+    ) else {
         tracing::warn!(job = %cfg.job_name, "invalid __scrape_interval__/__scrape_timeout__ after relabeling");
         return Populated::Dropped(discovered);
     };
@@ -131,7 +154,14 @@ pub fn populate(mut lb: LabelsBuilder, cfg: &ResolvedScrapeConfig, relabel_confi
     }
     let labels = out.build();
     let url = build_url(&labels, cfg, &address);
-    Populated::Active(Target { job: cfg.job_name.clone(), discovered_labels: discovered, labels, url, interval, timeout })
+    Populated::Active(Target {
+        job: cfg.job_name.clone(),
+        discovered_labels: discovered,
+        labels,
+        url,
+        interval,
+        timeout,
+    })
 }
 
 fn build_url(labels: &Labels, cfg: &ResolvedScrapeConfig, address: &str) -> String {
@@ -146,10 +176,10 @@ fn build_url(labels: &Labels, cfg: &ResolvedScrapeConfig, address: &str) -> Stri
         }
     }
     for l in labels.iter() {
-        if let Some(k) = l.name.strip_prefix(PARAM_LABEL_PREFIX) {
-            if !cfg.params.contains_key(k) {
-                params.push((k.to_string(), l.value.clone()));
-            }
+        if let Some(k) = l.name.strip_prefix(PARAM_LABEL_PREFIX)
+            && !cfg.params.contains_key(k)
+        {
+            params.push((k.to_string(), l.value.clone()));
         }
     }
     let sep = if path.starts_with('/') { "" } else { "/" };
@@ -174,7 +204,10 @@ mod tests {
 
     fn job(yaml: &str) -> (ResolvedScrapeConfig, Vec<RelabelConfig>) {
         let sc: ScrapeConfig = serde_saphyr::from_str(yaml).unwrap();
-        (sc.resolve(&GlobalConfig::default()).unwrap(), sc.relabel_configs)
+        (
+            sc.resolve(&GlobalConfig::default()).unwrap(),
+            sc.relabel_configs,
+        )
     }
 
     #[test]
@@ -189,14 +222,22 @@ mod tests {
             labels: BTreeMap::from([("env".to_string(), "dev".to_string())]),
         };
         let out = targets_from_groups(&[group], &cfg, &rc);
-        let Populated::Active(t) = &out[0] else { panic!("dropped") };
+        let Populated::Active(t) = &out[0] else {
+            panic!("dropped")
+        };
         assert_eq!(t.url, "http://127.0.0.1:9100/probe?module=a");
         assert_eq!(t.labels.get("__meta_x"), None);
         assert_eq!(t.discovered_labels.get("__meta_x"), Some("y"));
         assert_eq!(t.discovered_labels.get("job"), Some("node"));
         let tl = t.target_labels();
-        assert_eq!(tl.to_string(), r#"{env="dev", instance="127.0.0.1:9100", job="node"}"#);
-        assert_eq!((t.interval, t.timeout), (Duration::from_secs(60), Duration::from_secs(10)));
+        assert_eq!(
+            tl.to_string(),
+            r#"{env="dev", instance="127.0.0.1:9100", job="node"}"#
+        );
+        assert_eq!(
+            (t.interval, t.timeout),
+            (Duration::from_secs(60), Duration::from_secs(10))
+        );
     }
 
     #[test]
@@ -214,7 +255,9 @@ mod tests {
         };
         let out = targets_from_groups(&[g], &cfg, &rc);
         assert!(matches!(out[0], Populated::Dropped(_)));
-        let Populated::Active(t) = &out[1] else { panic!("dropped") };
+        let Populated::Active(t) = &out[1] else {
+            panic!("dropped")
+        };
         assert_eq!(t.labels.get("instance"), Some("127.0.0.1"));
         assert_eq!(t.url, "https://127.0.0.1:8080/metrics");
     }

@@ -37,18 +37,28 @@ async fn ec2_discovery_against_moto_scrapes_only_loopback_instances() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let port_s = port.to_string();
-    let _moto = ChildGuard::spawn(&moto, &["-H", "127.0.0.1", "-p", &port_s], &dir.path().join("moto.log"));
+    let _moto = ChildGuard::spawn(
+        &moto,
+        &["-H", "127.0.0.1", "-p", &port_s],
+        &dir.path().join("moto.log"),
+    );
     wait_for_port(port, Duration::from_secs(30));
     let endpoint = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let creds = || Credentials::new("testing", "testing", None, None, "test");
     let call = |params: Vec<(&'static str, String)>| {
         let (client, endpoint) = (client.clone(), endpoint.clone());
-        async move { ec2_query(&client, &endpoint, "us-east-1", creds(), &params).await.expect("EC2 call to moto") }
+        async move {
+            ec2_query(&client, &endpoint, "us-east-1", creds(), &params)
+                .await
+                .expect("EC2 call to moto")
+        }
     };
 
     let images = call(vec![("Action", "DescribeImages".into())]).await;
-    let ami = between(&images, "<imageId>", "</imageId>").expect("moto has AMIs").to_string();
+    let ami = between(&images, "<imageId>", "</imageId>")
+        .expect("moto has AMIs")
+        .to_string();
     let target = TestTarget::start(Reply::text("# TYPE app_up gauge\napp_up 1\n")).await;
     let target_port = target.address.rsplit(':').next().unwrap().to_string();
 
@@ -71,10 +81,17 @@ async fn ec2_discovery_against_moto_scrapes_only_loopback_instances() {
         call(p)
     };
     let created = run(Some("127.0.0.1"), "web").await;
-    let loopback_id = between(&created, "<instanceId>", "</instanceId>").unwrap().to_string();
+    let loopback_id = between(&created, "<instanceId>", "</instanceId>")
+        .unwrap()
+        .to_string();
     let other = run(None, "elsewhere").await;
-    let other_ip = between(&other, "<privateIpAddress>", "</privateIpAddress>").unwrap().to_string();
-    assert!(!other_ip.starts_with("127."), "moto assigns a non-loopback address: {other_ip}");
+    let other_ip = between(&other, "<privateIpAddress>", "</privateIpAddress>")
+        .unwrap()
+        .to_string();
+    assert!(
+        !other_ip.starts_with("127."),
+        "moto assigns a non-loopback address: {other_ip}"
+    );
     // An untagged instance is filtered out by the DescribeInstances filter.
     call(vec![
         ("Action", "RunInstances".into()),
@@ -112,8 +129,24 @@ async fn ec2_discovery_against_moto_scrapes_only_loopback_instances() {
     assert_eq!((r.scraped, r.failed), (1, 0), "{:#?}", m.targets());
 
     let instance = format!("127.0.0.1:{target_port}");
-    assert_eq!(last_value(&store, &[("__name__", "up"), ("job", "ec2"), ("instance", &instance)]), 1.0);
-    assert_eq!(last_value(&store, &[("__name__", "app_up"), ("name", "web"), ("instance_id", &loopback_id)]), 1.0);
+    assert_eq!(
+        last_value(
+            &store,
+            &[("__name__", "up"), ("job", "ec2"), ("instance", &instance)]
+        ),
+        1.0
+    );
+    assert_eq!(
+        last_value(
+            &store,
+            &[
+                ("__name__", "app_up"),
+                ("name", "web"),
+                ("instance_id", &loopback_id)
+            ]
+        ),
+        1.0
+    );
 
     let targets = m.targets();
     assert_eq!(targets.active_targets.len(), 1);
@@ -128,12 +161,27 @@ async fn ec2_discovery_against_moto_scrapes_only_loopback_instances() {
     assert_eq!(g("__meta_ec2_region"), Some("us-east-1"));
     assert_eq!(g("__meta_ec2_tag_Name"), Some("web"));
     assert_eq!(g("__meta_ec2_tag_prometheus"), Some("scrape"));
-    for k in ["__meta_ec2_availability_zone", "__meta_ec2_owner_id", "__meta_ec2_private_dns_name", "__meta_ec2_vpc_id", "__meta_ec2_subnet_id"]
-    {
+    for k in [
+        "__meta_ec2_availability_zone",
+        "__meta_ec2_owner_id",
+        "__meta_ec2_private_dns_name",
+        "__meta_ec2_vpc_id",
+        "__meta_ec2_subnet_id",
+    ] {
         assert!(d.contains_key(k), "missing {k}: {d:#?}");
     }
     // The moto-assigned address was dropped by relabeling and never scraped.
-    assert_eq!(targets.dropped_targets.len(), 1, "{:#?}", targets.dropped_targets);
-    assert_eq!(targets.dropped_targets[0].discovered_labels.get("__meta_ec2_private_ip"), Some(&other_ip));
+    assert_eq!(
+        targets.dropped_targets.len(),
+        1,
+        "{:#?}",
+        targets.dropped_targets
+    );
+    assert_eq!(
+        targets.dropped_targets[0]
+            .discovered_labels
+            .get("__meta_ec2_private_ip"),
+        Some(&other_ip)
+    );
     assert_eq!(target.requests().len(), 1);
 }

@@ -59,9 +59,12 @@ impl Ec2Provider {
         let (ak, sk, token) = match (&self.cfg.access_key, &self.cfg.secret_key) {
             (Some(a), Some(s)) => (a.clone(), s.clone(), None),
             _ => (
-                env_nonempty("AWS_ACCESS_KEY_ID").ok_or_else(|| DiscoveryError::Ec2("no credentials: set AWS_ACCESS_KEY_ID".into()))?,
-                env_nonempty("AWS_SECRET_ACCESS_KEY")
-                    .ok_or_else(|| DiscoveryError::Ec2("no credentials: set AWS_SECRET_ACCESS_KEY".into()))?,
+                env_nonempty("AWS_ACCESS_KEY_ID").ok_or_else(|| {
+                    DiscoveryError::Ec2("no credentials: set AWS_ACCESS_KEY_ID".into())
+                })?,
+                env_nonempty("AWS_SECRET_ACCESS_KEY").ok_or_else(|| {
+                    DiscoveryError::Ec2("no credentials: set AWS_SECRET_ACCESS_KEY".into())
+                })?,
                 env_nonempty("AWS_SESSION_TOKEN"),
             ),
         };
@@ -76,7 +79,9 @@ impl Ec2Provider {
         if let Some(tls) = &self.cfg.tls_config {
             b = crate::client::apply_tls(b, tls).map_err(|e| DiscoveryError::Ec2(e.to_string()))?;
         }
-        let c = b.build().map_err(|e| DiscoveryError::Ec2(format!("building HTTP client: {e}")))?;
+        let c = b
+            .build()
+            .map_err(|e| DiscoveryError::Ec2(format!("building HTTP client: {e}")))?;
         self.client = Some(c.clone());
         Ok(c)
     }
@@ -87,10 +92,18 @@ impl Ec2Provider {
         let endpoint = self.endpoint(&region);
         let creds = self.credentials()?;
         let client = self.client()?;
-        let call = Ec2Call { client: &client, endpoint: &endpoint, region: &region, identity: creds.into() };
+        let call = Ec2Call {
+            client: &client,
+            endpoint: &endpoint,
+            region: &region,
+            identity: creds.into(),
+        };
 
         // Availability zone name → id (Prometheus labels `availability_zone_id` too).
-        let az_ids = match call.request(&[("Action", "DescribeAvailabilityZones".into())]).await {
+        let az_ids = match call
+            .request(&[("Action", "DescribeAvailabilityZones".into())])
+            .await
+        {
             Ok(xml) => parse_az_ids(&xml)?,
             Err(e) => {
                 tracing::debug!(error = %e, "ec2_sd: DescribeAvailabilityZones failed; no availability_zone_id labels");
@@ -112,8 +125,10 @@ impl Ec2Provider {
             if let Some(t) = &next_token {
                 params.push(("NextToken", t.clone()));
             }
-            let all: Vec<(&str, String)> =
-                params.into_iter().chain(owned.iter().map(|(k, v)| (k.as_str(), v.clone()))).collect();
+            let all: Vec<(&str, String)> = params
+                .into_iter()
+                .chain(owned.iter().map(|(k, v)| (k.as_str(), v.clone())))
+                .collect();
             let xml = call.request(&all).await?;
             let (page_targets, token) = parse_instances(&xml, &region, self.cfg.port, &az_ids)?;
             targets.extend(page_targets);
@@ -122,7 +137,11 @@ impl Ec2Provider {
                 _ => break,
             }
         }
-        Ok(vec![TargetGroup { source: format!("ec2/{region}"), targets, labels: BTreeMap::new() }])
+        Ok(vec![TargetGroup {
+            source: format!("ec2/{region}"),
+            targets,
+            labels: BTreeMap::new(),
+        }])
     }
 }
 
@@ -136,7 +155,14 @@ pub async fn ec2_query(
     credentials: Credentials,
     params: &[(&str, String)],
 ) -> Result<String, DiscoveryError> {
-    Ec2Call { client, endpoint, region, identity: credentials.into() }.request(params).await
+    Ec2Call {
+        client,
+        endpoint,
+        region,
+        identity: credentials.into(),
+    }
+    .request(params)
+    .await
 }
 
 struct Ec2Call<'a> {
@@ -177,16 +203,29 @@ impl Ec2Call<'_> {
         let (instructions, _) = sign(signable, &signing_params)
             .map_err(|e| DiscoveryError::Ec2(format!("signing request: {e}")))?
             .into_parts();
-        let mut req = self.client.post(self.endpoint).header("content-type", content_type).body(body);
+        let mut req = self
+            .client
+            .post(self.endpoint)
+            .header("content-type", content_type)
+            .body(body);
         for (name, value) in instructions.headers() {
             req = req.header(name, value);
         }
-        let resp = req.send().await.map_err(|e| DiscoveryError::Ec2(format!("POST {}: {e}", self.endpoint)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| DiscoveryError::Ec2(format!("POST {}: {e}", self.endpoint)))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| DiscoveryError::Ec2(format!("reading response: {e}")))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| DiscoveryError::Ec2(format!("reading response: {e}")))?;
         if !status.is_success() {
             let snippet: String = text.chars().take(300).collect();
-            return Err(DiscoveryError::Ec2(format!("{} returned {status}: {snippet}", self.endpoint)));
+            return Err(DiscoveryError::Ec2(format!(
+                "{} returned {status}: {snippet}",
+                self.endpoint
+            )));
         }
         Ok(text)
     }
@@ -215,7 +254,9 @@ impl Node {
 
     /// Children `item` of the child `name` (the EC2 list encoding).
     fn items<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s Node> + 's {
-        self.child(name).into_iter().flat_map(|c| c.children.iter().filter(|i| i.name == "item"))
+        self.child(name)
+            .into_iter()
+            .flat_map(|c| c.children.iter().filter(|i| i.name == "item"))
     }
 }
 
@@ -225,11 +266,19 @@ fn parse_xml(xml: &str) -> Result<Node, DiscoveryError> {
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Node> = vec![Node::default()];
     loop {
-        let ev = reader.read_event().map_err(|e| DiscoveryError::Ec2(format!("invalid XML response: {e}")))?;
+        let ev = reader
+            .read_event()
+            .map_err(|e| DiscoveryError::Ec2(format!("invalid XML response: {e}")))?;
         match ev {
-            Event::Start(s) => stack.push(Node { name: s.local_name().as_ref().to_string(), ..Node::default() }),
+            Event::Start(s) => stack.push(Node {
+                name: s.local_name().as_ref().to_string(),
+                ..Node::default()
+            }),
             Event::Empty(s) => {
-                let node = Node { name: s.local_name().as_ref().to_string(), ..Node::default() };
+                let node = Node {
+                    name: s.local_name().as_ref().to_string(),
+                    ..Node::default()
+                };
                 if let Some(top) = stack.last_mut() {
                     top.children.push(node);
                 }
@@ -261,15 +310,15 @@ fn parse_xml(xml: &str) -> Result<Node, DiscoveryError> {
                 }
             }
             Event::End(_) => {
-                if stack.len() > 1 {
-                    if let Some(mut node) = stack.pop() {
-                        let trimmed = node.text.trim();
-                        if trimmed.len() != node.text.len() {
-                            node.text = trimmed.to_string();
-                        }
-                        if let Some(top) = stack.last_mut() {
-                            top.children.push(node);
-                        }
+                if stack.len() > 1
+                    && let Some(mut node) = stack.pop()
+                {
+                    let trimmed = node.text.trim();
+                    if trimmed.len() != node.text.len() {
+                        node.text = trimmed.to_string();
+                    }
+                    if let Some(top) = stack.last_mut() {
+                        top.children.push(node);
                     }
                 }
             }
@@ -285,14 +334,30 @@ fn parse_az_ids(xml: &str) -> Result<HashMap<String, String>, DiscoveryError> {
     let root = parse_xml(xml)?;
     Ok(root
         .items("availabilityZoneInfo")
-        .filter_map(|z| Some((z.text_of("zoneName")?.to_string(), z.text_of("zoneId")?.to_string())))
+        .filter_map(|z| {
+            Some((
+                z.text_of("zoneName")?.to_string(),
+                z.text_of("zoneId")?.to_string(),
+            ))
+        })
         .collect())
 }
 
 /// Replaces characters not allowed in label names by `_` (Prometheus' `SanitizeLabelName`).
 fn sanitize_label_name(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
+
+/// One discovered target's labels.
+type DiscoveredTarget = BTreeMap<String, String>;
 
 /// Turns a `DescribeInstances` response into targets (and the pagination token).
 fn parse_instances(
@@ -300,17 +365,21 @@ fn parse_instances(
     region: &str,
     port: u16,
     az_ids: &HashMap<String, String>,
-) -> Result<(Vec<BTreeMap<String, String>>, Option<String>), DiscoveryError> {
+) -> Result<(Vec<DiscoveredTarget>, Option<String>), DiscoveryError> {
     let root = parse_xml(xml)?;
     if root.name != "DescribeInstancesResponse" {
-        return Err(DiscoveryError::Ec2(format!("unexpected response element {:?}", root.name)));
+        return Err(DiscoveryError::Ec2(format!(
+            "unexpected response element {:?}",
+            root.name
+        )));
     }
     let mut out = Vec::new();
     for reservation in root.items("reservationSet") {
         let owner = reservation.text_of("ownerId").unwrap_or("");
         for inst in reservation.items("instancesSet") {
             // Prometheus skips instances without a private IP.
-            let Some(private_ip) = inst.text_of("privateIpAddress").filter(|s| !s.is_empty()) else {
+            let Some(private_ip) = inst.text_of("privateIpAddress").filter(|s| !s.is_empty())
+            else {
                 continue;
             };
             let mut l = BTreeMap::new();
@@ -342,7 +411,10 @@ fn parse_instances(
             if let Some(v) = inst.text_of("instanceLifecycle") {
                 set("instance_lifecycle", v);
             }
-            if let Some(az) = inst.child("placement").and_then(|p| p.text_of("availabilityZone")) {
+            if let Some(az) = inst
+                .child("placement")
+                .and_then(|p| p.text_of("availabilityZone"))
+            {
                 set("availability_zone", az);
                 if let Some(id) = az_ids.get(az) {
                     set("availability_zone_id", id);
@@ -363,10 +435,10 @@ fn parse_instances(
                 let mut ipv6: Vec<&str> = Vec::new();
                 let mut primary_ipv6: Vec<&str> = Vec::new();
                 for eni in inst.items("networkInterfaceSet") {
-                    if let Some(s) = eni.text_of("subnetId").filter(|s| !s.is_empty()) {
-                        if !subnets.contains(&s) {
-                            subnets.push(s);
-                        }
+                    if let Some(s) = eni.text_of("subnetId").filter(|s| !s.is_empty())
+                        && !subnets.contains(&s)
+                    {
+                        subnets.push(s);
                     }
                     for a in eni.items("ipv6AddressesSet") {
                         if let Some(addr) = a.text_of("ipv6Address") {
@@ -384,15 +456,25 @@ fn parse_instances(
                     set("ipv6_addresses", &format!(",{},", ipv6.join(",")));
                 }
                 if !primary_ipv6.is_empty() {
-                    set("primary_ipv6_addresses", &format!(",{},", primary_ipv6.join(",")));
+                    set(
+                        "primary_ipv6_addresses",
+                        &format!(",{},", primary_ipv6.join(",")),
+                    );
                 }
             }
             for tag in inst.items("tagSet") {
                 if let (Some(k), Some(v)) = (tag.text_of("key"), tag.text_of("value")) {
-                    l.insert(format!("{META}tag_{}", sanitize_label_name(k)), v.to_string());
+                    l.insert(
+                        format!("{META}tag_{}", sanitize_label_name(k)),
+                        v.to_string(),
+                    );
                 }
             }
-            let host = if private_ip.contains(':') { format!("[{private_ip}]") } else { private_ip.to_string() };
+            let host = if private_ip.contains(':') {
+                format!("[{private_ip}]")
+            } else {
+                private_ip.to_string()
+            };
             l.insert(ADDRESS_LABEL.to_string(), format!("{host}:{port}"));
             out.push(l);
         }
@@ -442,7 +524,11 @@ mod tests {
         let az = HashMap::from([("us-east-1a".to_string(), "use1-az6".to_string())]);
         let (targets, token) = parse_instances(RESPONSE, "us-east-1", 9100, &az).unwrap();
         assert_eq!(token, None);
-        assert_eq!(targets.len(), 1, "instances without a private IP are skipped");
+        assert_eq!(
+            targets.len(),
+            1,
+            "instances without a private IP are skipped"
+        );
         let t = &targets[0];
         let g = |k: &str| t.get(k).map(String::as_str);
         assert_eq!(g("__address__"), Some("127.0.0.1:9100"));

@@ -32,7 +32,10 @@ pub struct FileProvider {
 impl FileProvider {
     /// A provider for the given glob patterns.
     pub fn new(patterns: Vec<String>) -> Self {
-        Self { patterns, previous: HashMap::new() }
+        Self {
+            patterns,
+            previous: HashMap::new(),
+        }
     }
 
     /// Re-reads every matching file. Returns an error only if every file failed; otherwise
@@ -40,7 +43,10 @@ impl FileProvider {
     pub async fn refresh(&mut self) -> Result<Vec<TargetGroup>, DiscoveryError> {
         let mut paths = Vec::new();
         for pat in &self.patterns {
-            let entries = glob::glob(pat).map_err(|e| DiscoveryError::File { path: pat.clone(), message: e.to_string() })?;
+            let entries = glob::glob(pat).map_err(|e| DiscoveryError::File {
+                path: pat.clone(),
+                message: e.to_string(),
+            })?;
             for entry in entries.flatten() {
                 paths.push(entry.to_string_lossy().into_owned());
             }
@@ -76,8 +82,13 @@ impl FileProvider {
 
 /// Parses one file into groups.
 pub async fn read_file(path: &str) -> Result<Vec<TargetGroup>, DiscoveryError> {
-    let err = |m: String| DiscoveryError::File { path: path.to_string(), message: m };
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| err(e.to_string()))?;
+    let err = |m: String| DiscoveryError::File {
+        path: path.to_string(),
+        message: m,
+    };
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| err(e.to_string()))?;
     parse_groups(&text, path).map_err(err)
 }
 
@@ -98,7 +109,11 @@ pub fn parse_groups(text: &str, path: &str) -> Result<Vec<TargetGroup>, String> 
             labels.insert(FILEPATH_LABEL.to_string(), path.to_string());
             TargetGroup {
                 source: format!("{path}:{i}"),
-                targets: g.targets.into_iter().map(|t| BTreeMap::from([(ADDRESS_LABEL.to_string(), t)])).collect(),
+                targets: g
+                    .targets
+                    .into_iter()
+                    .map(|t| BTreeMap::from([(ADDRESS_LABEL.to_string(), t)]))
+                    .collect(),
                 labels,
             }
         })
@@ -114,7 +129,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("a.json");
         let yaml = dir.path().join("b.yml");
-        std::fs::write(&json, r#"[{"targets": ["127.0.0.1:1", "127.0.0.1:2"], "labels": {"env": "dev"}}]"#).unwrap();
+        std::fs::write(
+            &json,
+            r#"[{"targets": ["127.0.0.1:1", "127.0.0.1:2"], "labels": {"env": "dev"}}]"#,
+        )
+        .unwrap();
         std::fs::write(&yaml, "- targets: ['127.0.0.1:3']\n").unwrap();
         let mut p = FileProvider::new(vec![
             dir.path().join("*.json").to_string_lossy().into_owned(),
@@ -124,7 +143,10 @@ mod tests {
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].targets.len(), 2);
         assert_eq!(groups[0].labels.get("env").map(String::as_str), Some("dev"));
-        assert_eq!(groups[0].labels.get(FILEPATH_LABEL).map(String::as_str), Some(json.to_str().unwrap()));
+        assert_eq!(
+            groups[0].labels.get(FILEPATH_LABEL).map(String::as_str),
+            Some(json.to_str().unwrap())
+        );
         // A broken file keeps its previous groups.
         std::fs::write(&json, "[{").unwrap();
         let groups = p.refresh().await.unwrap();

@@ -80,19 +80,34 @@ impl Provider {
     pub fn for_job(cfg: &ScrapeConfig) -> Vec<Provider> {
         let mut out = Vec::new();
         if !cfg.static_configs.is_empty() {
-            out.push(Provider::new(ProviderKind::Static(static_groups(&cfg.static_configs)), Duration::MAX));
+            out.push(Provider::new(
+                ProviderKind::Static(static_groups(&cfg.static_configs)),
+                Duration::MAX,
+            ));
         }
         for f in &cfg.file_sd_configs {
-            out.push(Provider::new(ProviderKind::File(file::FileProvider::new(f.files.clone())), f.refresh_interval.as_duration()));
+            out.push(Provider::new(
+                ProviderKind::File(file::FileProvider::new(f.files.clone())),
+                f.refresh_interval.as_duration(),
+            ));
         }
         for e in &cfg.ec2_sd_configs {
-            out.push(Provider::new(ProviderKind::Ec2(Box::new(ec2::Ec2Provider::new(e.clone()))), e.refresh_interval.as_duration()));
+            out.push(Provider::new(
+                ProviderKind::Ec2(Box::new(ec2::Ec2Provider::new(e.clone()))),
+                e.refresh_interval.as_duration(),
+            ));
         }
         out
     }
 
     fn new(kind: ProviderKind, refresh: Duration) -> Self {
-        Self { kind, refresh, last_refresh: None, groups: Vec::new(), last_error: None }
+        Self {
+            kind,
+            refresh,
+            last_refresh: None,
+            groups: Vec::new(),
+            last_error: None,
+        }
     }
 
     /// The current groups, refreshed first if the refresh interval has passed.

@@ -37,7 +37,10 @@ impl ChildGuard {
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-        Self { child, name: program.display().to_string() }
+        Self {
+            child,
+            name: program.display().to_string(),
+        }
     }
 
     /// The child's PID.
@@ -70,10 +73,10 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
 
 /// Finds an executable: `$env_var` if set, else `name` on PATH, else the extra candidates.
 pub fn find_program(env_var: &str, name: &str, extra: &[&str]) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var(env_var) {
-        if !p.is_empty() {
-            return Some(PathBuf::from(p));
-        }
+    if let Ok(p) = std::env::var(env_var)
+        && !p.is_empty()
+    {
+        return Some(PathBuf::from(p));
     }
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {
@@ -102,7 +105,12 @@ pub struct Reply {
 impl Reply {
     /// A 200 text-format page.
     pub fn text(body: &str) -> Self {
-        Self { status: 200, content_type: Some("text/plain; version=0.0.4; charset=utf-8".into()), body: body.as_bytes().to_vec(), gzip: false }
+        Self {
+            status: 200,
+            content_type: Some("text/plain; version=0.0.4; charset=utf-8".into()),
+            body: body.as_bytes().to_vec(),
+            gzip: false,
+        }
     }
 }
 
@@ -119,14 +127,18 @@ pub struct TestTarget {
 impl TestTarget {
     /// Starts the server.
     pub async fn start(reply: Reply) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("addr").to_string();
         let reply = Arc::new(Mutex::new(reply));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (r2, q2) = (reply.clone(), requests.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let (r3, q3) = (r2.clone(), q2.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
@@ -137,9 +149,15 @@ impl TestTarget {
                             Ok(n) => buf.extend_from_slice(&tmp[..n]),
                         }
                     }
-                    q3.lock().unwrap().push(String::from_utf8_lossy(&buf).into_owned());
+                    q3.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf).into_owned());
                     let reply = r3.lock().unwrap().clone();
-                    let mut head = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n", reply.status, reply.body.len());
+                    let mut head = format!(
+                        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        reply.status,
+                        reply.body.len()
+                    );
                     if let Some(ct) = &reply.content_type {
                         head.push_str(&format!("Content-Type: {ct}\r\n"));
                     }
@@ -153,7 +171,12 @@ impl TestTarget {
                 });
             }
         });
-        Self { address, reply, requests, task }
+        Self {
+            address,
+            reply,
+            requests,
+            task,
+        }
     }
 
     /// Changes the reply.
@@ -183,13 +206,20 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// Every series of the default tenant matching `name="value"` pairs.
 pub fn select(store: &MemStorage, pairs: &[(&str, &str)]) -> Vec<Series> {
     let matchers: Vec<Matcher> = pairs.iter().map(|(n, v)| Matcher::equal(*n, *v)).collect();
-    store.select_sync(ember_model::DEFAULT_TENANT, &matchers, i64::MIN, i64::MAX).expect("select")
+    store
+        .select_sync(ember_model::DEFAULT_TENANT, &matchers, i64::MIN, i64::MAX)
+        .expect("select")
 }
 
 /// The last value of the single series matching `pairs`.
 pub fn last_value(store: &MemStorage, pairs: &[(&str, &str)]) -> f64 {
     let s = select(store, pairs);
-    assert_eq!(s.len(), 1, "expected one series for {pairs:?}, got {:?}", s.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        s.len(),
+        1,
+        "expected one series for {pairs:?}, got {:?}",
+        s.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>()
+    );
     s[0].samples.last().expect("a sample").v
 }
 
