@@ -45,12 +45,81 @@ pub(crate) fn is_range_function(name: &str) -> bool {
 }
 
 /// Calls `f(series, step index, step ts, window)` for every non-empty window.
+/// A range-vector function, resolved once per call (not per window).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Resets,
+    Changes,
+    AvgOverTime,
+    SumOverTime,
+    CountOverTime,
+    MinOverTime,
+    MaxOverTime,
+    LastOverTime,
+    FirstOverTime,
+    PresentOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    QuantileOverTime,
+    MadOverTime,
+    TsOfMinOverTime,
+    TsOfMaxOverTime,
+    TsOfLastOverTime,
+    TsOfFirstOverTime,
+    DoubleExponentialSmoothing,
+    HoltWinters,
+    AbsentOverTime,
+}
+
+impl RangeFn {
+    fn parse(name: &str) -> Option<RangeFn> {
+        Some(match name {
+            "rate" => RangeFn::Rate,
+            "increase" => RangeFn::Increase,
+            "delta" => RangeFn::Delta,
+            "irate" => RangeFn::Irate,
+            "idelta" => RangeFn::Idelta,
+            "deriv" => RangeFn::Deriv,
+            "predict_linear" => RangeFn::PredictLinear,
+            "resets" => RangeFn::Resets,
+            "changes" => RangeFn::Changes,
+            "avg_over_time" => RangeFn::AvgOverTime,
+            "sum_over_time" => RangeFn::SumOverTime,
+            "count_over_time" => RangeFn::CountOverTime,
+            "min_over_time" => RangeFn::MinOverTime,
+            "max_over_time" => RangeFn::MaxOverTime,
+            "last_over_time" => RangeFn::LastOverTime,
+            "first_over_time" => RangeFn::FirstOverTime,
+            "present_over_time" => RangeFn::PresentOverTime,
+            "stddev_over_time" => RangeFn::StddevOverTime,
+            "stdvar_over_time" => RangeFn::StdvarOverTime,
+            "quantile_over_time" => RangeFn::QuantileOverTime,
+            "mad_over_time" => RangeFn::MadOverTime,
+            "ts_of_min_over_time" => RangeFn::TsOfMinOverTime,
+            "ts_of_max_over_time" => RangeFn::TsOfMaxOverTime,
+            "ts_of_last_over_time" => RangeFn::TsOfLastOverTime,
+            "ts_of_first_over_time" => RangeFn::TsOfFirstOverTime,
+            "double_exponential_smoothing" => RangeFn::DoubleExponentialSmoothing,
+            "holt_winters" => RangeFn::HoltWinters,
+            "absent_over_time" => RangeFn::AbsentOverTime,
+            _ => return None,
+        })
+    }
+}
+
 /// Stops with `Timeout` once `deadline` passes.
 fn windows(
     input: &RangeInput,
     g: &Grid,
     deadline: std::time::Instant,
-    mut f: impl FnMut(usize, usize, i64, &[Sample]),
+    mut f: impl FnMut(usize, usize, i64, usize, &[Sample]),
 ) -> Result<(), PromqlError> {
     let n = g.len();
     for (si, s) in input.series.iter().enumerate() {
@@ -69,7 +138,7 @@ fn windows(
                 lo += 1;
             }
             if lo < hi {
-                f(si, i, t, &pts[lo..hi]);
+                f(si, i, t, lo, &pts[lo..hi]);
             }
         }
     }
@@ -103,7 +172,7 @@ impl Evaluator<'_> {
         if name == "absent_over_time" {
             let mut present = vec![false; n];
             let deadline = self.deadline;
-            windows(&input, g, deadline, |_, i, _, _| present[i] = true)?;
+            windows(&input, g, deadline, |_, i, _, _, _| present[i] = true)?;
             let labels = absent_labels_of(unparen(matrix_arg));
             let points: Vec<Sample> = (0..n)
                 .filter(|i| !present[*i])
@@ -151,56 +220,99 @@ impl Evaluator<'_> {
         let mut out: Vec<Vec<Sample>> = vec![Vec::new(); input.series.len()];
         let range = input.range;
         let mut scratch: Vec<f64> = Vec::new();
+        // Counter resets per series (indices i with v[i] < v[i-1]), so each window adds only
+        // its own resets instead of re-scanning every sample.
+        let resets: Vec<Vec<usize>> = if matches!(name, "rate" | "increase") {
+            input
+                .series
+                .iter()
+                .map(|s| {
+                    (1..s.points.len())
+                        .filter(|&i| s.points[i].v < s.points[i - 1].v)
+                        .collect()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let Some(fun) = RangeFn::parse(name) else {
+            return Err(PromqlError::Execution(format!(
+                "unsupported function {name:?}"
+            )));
+        };
         {
             let input_ref = &input;
             let deadline = self.deadline;
-            windows(input_ref, g, deadline, |si, i, t, w| {
+            windows(input_ref, g, deadline, |si, i, t, lo, w| {
                 let tt = input_ref.eval_time(t);
-                let v = match name {
-                    "rate" => extrapolated_rate(w, tt - range, tt, range, true, true),
-                    "increase" => extrapolated_rate(w, tt - range, tt, range, true, false),
-                    "delta" => extrapolated_rate(w, tt - range, tt, range, false, false),
-                    "irate" => instant_value(w, true),
-                    "idelta" => instant_value(w, false),
-                    "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
-                    "predict_linear" => (w.len() >= 2).then(|| {
+                let v = match fun {
+                    RangeFn::Rate | RangeFn::Increase => {
+                        let pts = &input_ref.series[si].points;
+                        let rs = &resets[si];
+                        let hi = lo + w.len();
+                        let from = rs.partition_point(|&r| r <= lo);
+                        let to = rs.partition_point(|&r| r < hi);
+                        let correction = rs[from..to].iter().map(|&r| pts[r - 1].v);
+                        extrapolated_rate(
+                            w,
+                            tt - range,
+                            tt,
+                            range,
+                            Some(correction),
+                            fun == RangeFn::Rate,
+                        )
+                    }
+                    RangeFn::Delta => extrapolated_rate(
+                        w,
+                        tt - range,
+                        tt,
+                        range,
+                        None::<std::iter::Empty<f64>>,
+                        false,
+                    ),
+                    RangeFn::Irate => instant_value(w, true),
+                    RangeFn::Idelta => instant_value(w, false),
+                    RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
+                    RangeFn::PredictLinear => (w.len() >= 2).then(|| {
                         let (slope, intercept) = linear_regression(w, t);
                         intercept + slope * pvals[0][i]
                     }),
-                    "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
-                    "changes" => Some(
+                    RangeFn::Resets => {
+                        Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64)
+                    }
+                    RangeFn::Changes => Some(
                         w.windows(2)
                             .filter(|p| !(p[1].v == p[0].v || (p[1].v.is_nan() && p[0].v.is_nan())))
                             .count() as f64,
                     ),
-                    "avg_over_time" => Some(avg(w.iter().map(|p| p.v))),
-                    "sum_over_time" => {
+                    RangeFn::AvgOverTime => Some(avg(w.iter().map(|p| p.v))),
+                    RangeFn::SumOverTime => {
                         let (mut s, mut c) = (0.0, 0.0);
                         for p in w {
                             (s, c) = kahan_sum_inc(p.v, s, c);
                         }
                         Some(if s.is_infinite() { s } else { s + c })
                     }
-                    "count_over_time" => Some(w.len() as f64),
-                    "min_over_time" => Some(
+                    RangeFn::CountOverTime => Some(w.len() as f64),
+                    RangeFn::MinOverTime => Some(
                         w.iter()
                             .fold(w[0].v, |m, p| if p.v < m || m.is_nan() { p.v } else { m }),
                     ),
-                    "max_over_time" => Some(
+                    RangeFn::MaxOverTime => Some(
                         w.iter()
                             .fold(w[0].v, |m, p| if p.v > m || m.is_nan() { p.v } else { m }),
                     ),
-                    "last_over_time" => Some(w[w.len() - 1].v),
-                    "first_over_time" => Some(w[0].v),
-                    "present_over_time" => Some(1.0),
-                    "stddev_over_time" => Some(stdvar(w.iter().map(|p| p.v)).sqrt()),
-                    "stdvar_over_time" => Some(stdvar(w.iter().map(|p| p.v))),
-                    "quantile_over_time" => {
+                    RangeFn::LastOverTime => Some(w[w.len() - 1].v),
+                    RangeFn::FirstOverTime => Some(w[0].v),
+                    RangeFn::PresentOverTime => Some(1.0),
+                    RangeFn::StddevOverTime => Some(stdvar(w.iter().map(|p| p.v)).sqrt()),
+                    RangeFn::StdvarOverTime => Some(stdvar(w.iter().map(|p| p.v))),
+                    RangeFn::QuantileOverTime => {
                         scratch.clear();
                         scratch.extend(w.iter().map(|p| p.v));
                         Some(quantile(pvals[0][i], &mut scratch))
                     }
-                    "mad_over_time" => {
+                    RangeFn::MadOverTime => {
                         scratch.clear();
                         scratch.extend(w.iter().map(|p| p.v));
                         let med = quantile(0.5, &mut scratch);
@@ -209,7 +321,7 @@ impl Evaluator<'_> {
                         }
                         Some(quantile(0.5, &mut scratch))
                     }
-                    "ts_of_min_over_time" => {
+                    RangeFn::TsOfMinOverTime => {
                         let mut best = w[0];
                         for p in w {
                             if p.v <= best.v || best.v.is_nan() {
@@ -218,7 +330,7 @@ impl Evaluator<'_> {
                         }
                         Some(best.t as f64 / 1000.0)
                     }
-                    "ts_of_max_over_time" => {
+                    RangeFn::TsOfMaxOverTime => {
                         let mut best = w[0];
                         for p in w {
                             if p.v >= best.v || best.v.is_nan() {
@@ -227,9 +339,9 @@ impl Evaluator<'_> {
                         }
                         Some(best.t as f64 / 1000.0)
                     }
-                    "ts_of_last_over_time" => Some(w[w.len() - 1].t as f64 / 1000.0),
-                    "ts_of_first_over_time" => Some(w[0].t as f64 / 1000.0),
-                    "double_exponential_smoothing" | "holt_winters" => {
+                    RangeFn::TsOfLastOverTime => Some(w[w.len() - 1].t as f64 / 1000.0),
+                    RangeFn::TsOfFirstOverTime => Some(w[0].t as f64 / 1000.0),
+                    RangeFn::DoubleExponentialSmoothing | RangeFn::HoltWinters => {
                         double_exponential_smoothing(w, pvals[0][i], pvals[1][i])
                     }
                     _ => None,
@@ -279,12 +391,14 @@ pub(crate) fn absent_labels_of(e: &promql_parser::parser::Expr) -> ember_model::
 }
 
 /// `rate`/`increase`/`delta` with Prometheus' extrapolation to the window boundaries.
+/// `counter_resets` yields, in order, the value before each counter reset inside the window
+/// (`None` for gauges).
 fn extrapolated_rate(
     w: &[Sample],
     range_start: i64,
     range_end: i64,
     range: i64,
-    is_counter: bool,
+    counter_resets: Option<impl Iterator<Item = f64>>,
     is_rate: bool,
 ) -> Option<f64> {
     if w.len() < 2 {
@@ -293,13 +407,10 @@ fn extrapolated_rate(
     let first = w[0];
     let last = w[w.len() - 1];
     let mut result = last.v - first.v;
-    if is_counter {
-        let mut prev = first.v;
-        for p in &w[1..] {
-            if p.v < prev {
-                result += prev;
-            }
-            prev = p.v;
+    let is_counter = counter_resets.is_some();
+    if let Some(resets) = counter_resets {
+        for prev in resets {
+            result += prev;
         }
     }
     let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
@@ -474,9 +585,13 @@ mod tests {
         let w: Vec<Sample> = (0..=10)
             .map(|i| Sample::new(i * 30_000, i as f64 * 10.0))
             .collect();
-        let r = extrapolated_rate(&w[1..], 0, 300_000, 300_000, true, true).unwrap();
+        let r = extrapolated_rate(&w[1..], 0, 300_000, 300_000, Some(std::iter::empty()), true)
+            .unwrap();
         assert!((r - 1.0 / 3.0).abs() < 1e-9, "{r}");
-        assert!(extrapolated_rate(&w[..1], 0, 300_000, 300_000, true, true).is_none());
+        assert!(
+            extrapolated_rate(&w[..1], 0, 300_000, 300_000, Some(std::iter::empty()), true)
+                .is_none()
+        );
     }
 
     #[test]
