@@ -199,19 +199,23 @@ fn shape(val: Val, grid: &Grid, is_range: bool) -> Result<Value, PromqlError> {
         Val::Str(s) => Ok(Value::String { t: grid.start, s }),
         Val::Vector(vs) if !is_range => {
             let mut out = Vec::with_capacity(vs.len());
-            let mut seen = std::collections::HashSet::with_capacity(vs.len());
             for s in vs {
-                let labels = s.visible_labels();
-                for p in &s.points {
-                    if !seen.insert(labels.clone()) {
-                        return Err(dup());
-                    }
+                let labels = if s.drop_name {
+                    s.labels.without_metric_name()
+                } else {
+                    s.labels
+                };
+                if let Some(p) = s.points.first() {
                     out.push(InstantSample {
-                        labels: labels.clone(),
+                        labels,
                         t: p.t,
                         v: p.v,
                     });
                 }
+            }
+            let mut seen = std::collections::HashSet::with_capacity(out.len());
+            if !out.iter().all(|s| seen.insert(&s.labels)) {
+                return Err(dup());
             }
             Ok(Value::Vector(out))
         }

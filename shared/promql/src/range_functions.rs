@@ -312,6 +312,7 @@ impl Evaluator<'_> {
                         scratch.extend(w.iter().map(|p| p.v));
                         Some(quantile(pvals[0][i], &mut scratch))
                     }
+                    RangeFn::MadOverTime if w.iter().any(|p| p.v.is_nan()) => Some(f64::NAN),
                     RangeFn::MadOverTime => {
                         scratch.clear();
                         scratch.extend(w.iter().map(|p| p.v));
