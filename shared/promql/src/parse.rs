@@ -19,7 +19,30 @@ pub(crate) fn parse_query(query: &str) -> Result<Expr, PromqlError> {
 
 fn format_parse_error(query: &str, msg: &str) -> String {
     let (line, col) = guess_position(query, msg);
-    format!("{line}:{col}: parse error: {msg}")
+    format!("{line}:{col}: parse error: {}", prometheus_wording(msg))
+}
+
+/// Rewrites promql-parser's type names and quoting into Prometheus' wording.
+fn prometheus_wording(msg: &str) -> String {
+    let Some(rest) = msg.strip_prefix("expected type ") else {
+        return msg.to_string();
+    };
+    let ty = |t: &str| match t {
+        "matrix" => "range vector".to_string(),
+        "vector" => "instant vector".to_string(),
+        other => other.to_string(),
+    };
+    // "expected type matrix in call to function 'rate', got vector"
+    if let Some((want, tail)) = rest.split_once(" in call to function '")
+        && let Some((func, got)) = tail.split_once("', got ")
+    {
+        return format!(
+            "expected type {} in call to function {func:?}, got {}",
+            ty(want),
+            ty(got)
+        );
+    }
+    msg.to_string()
 }
 
 /// A best-effort position for a parser message that carries none.
@@ -114,6 +137,13 @@ mod tests {
         assert!(e.starts_with("1:"), "{e}");
         assert!(e.contains("parse error"), "{e}");
         assert!(parse_query("").is_err());
+        let e = parse_query("rate(x)").unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "expected type range vector in call to function \"rate\", got instant vector"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
