@@ -7,7 +7,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use ember_config::relabel::{self, RelabelConfig};
 use ember_formats::exposition::{Entry, Format, Parser};
-use ember_model::{Labels, METRIC_NAME, MetricMetadata, MetricType, Sample, Series};
+use ember_model::{Labels, MetricMetadata, MetricType, Sample, Series};
 
 use crate::ScrapeError;
 
@@ -275,7 +275,6 @@ pub fn final_labels(
         }
         if settings.label_value_length_limit > 0
             && l.value.len() as u64 > settings.label_value_length_limit
-            && l.name != METRIC_NAME
         {
             return Err(format!(
                 "label_value_length_limit exceeded: label {:?}",
