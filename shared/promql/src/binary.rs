@@ -176,7 +176,12 @@ impl Evaluator<'_> {
                             .as_ref()
                             .map(|m| m.card.clone())
                             .unwrap_or(VectorMatchCardinality::OneToOne);
-                        let out = self.vector_vector(op, l, r, matching, &card, return_bool, g)?;
+                        let fill = b
+                            .modifier
+                            .as_ref()
+                            .map_or((None, None), |m| (m.fill_values.lhs, m.fill_values.rhs));
+                        let out =
+                            self.vector_vector(op, l, r, matching, &card, return_bool, fill, g)?;
                         Ok(Val::Vector(out))
                     }
                 }
@@ -196,8 +201,13 @@ impl Evaluator<'_> {
         matching: Option<&LabelModifier>,
         card: &VectorMatchCardinality,
         return_bool: bool,
+        fill: (Option<f64>, Option<f64>),
         g: &Grid,
     ) -> Result<Vec<SeriesData>, PromqlError> {
+        // Experimental fill modifiers: a missing "one" side takes the right fill value, a
+        // missing "many" side the left one (upstream swaps them along with group_right).
+        let (fill_many, fill_one) = fill;
+        let empty = Labels::empty();
         let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
         let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
         let include = match card {
@@ -220,7 +230,9 @@ impl Evaluator<'_> {
         let mut out_gen: Vec<usize> = Vec::new();
         let mut one_cur = vec![0usize; one.len()];
         let mut many_cur = vec![0usize; many.len()];
-        let mut last_pair = vec![(usize::MAX, 0usize); many.len()];
+        let mut last_pair = vec![(usize::MAX - 1, 0usize); many.len()];
+        let mut many_seen: Vec<usize> = vec![usize::MAX; nsig];
+        let mut sig_index: HashMap<usize, usize> = HashMap::new();
         let is_arith = !op.is_comparison();
 
         for i in 0..n {
@@ -252,10 +264,14 @@ impl Evaluator<'_> {
                 let mv = s.points[*c].v;
                 *c += 1;
                 let sig = many_sig[mi];
-                if slot[sig].0 != i {
+                many_seen[sig] = i;
+                let (oi, ov) = if slot[sig].0 == i {
+                    (slot[sig].1, slot[sig].2)
+                } else if let Some(f) = fill_one {
+                    (usize::MAX, f)
+                } else {
                     continue;
-                }
-                let (_, oi, ov) = slot[sig];
+                };
                 let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
                 let (mut v, mut keep) = op.apply(l, r);
                 if return_bool {
@@ -281,13 +297,9 @@ impl Evaluator<'_> {
                     match pair_index.get(&(mi, oi)) {
                         Some(&k) => k,
                         None => {
-                            let labels = result_labels(
-                                &s.labels,
-                                &one[oi].labels,
-                                matching,
-                                one_to_one,
-                                include,
-                            );
+                            let one_labels = one.get(oi).map_or(&empty, |o| &o.labels);
+                            let labels =
+                                result_labels(&s.labels, one_labels, matching, one_to_one, include);
                             let drop_name = s.drop_name || is_arith || return_bool;
                             let k = *label_index
                                 .entry((labels.clone(), drop_name))
@@ -316,6 +328,28 @@ impl Evaluator<'_> {
                 }
                 out_gen[idx] = i;
                 out[idx].points.push(Sample::new(t, v));
+            }
+            if let Some(mv) = fill_many {
+                for (sig, &(gen_i, _, ov)) in slot.iter().enumerate() {
+                    if gen_i != i || many_seen[sig] == i {
+                        continue;
+                    }
+                    let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
+                    let (mut v, mut keep) = op.apply(l, r);
+                    if return_bool {
+                        v = if keep { 1.0 } else { 0.0 };
+                        keep = true;
+                    }
+                    if !keep {
+                        continue;
+                    }
+                    let idx = *sig_index.entry(sig).or_insert_with(|| {
+                        out.push(SeriesData::new(sig_labels[sig].clone(), Vec::new()));
+                        out_gen.push(usize::MAX);
+                        out.len() - 1
+                    });
+                    out[idx].points.push(Sample::new(t, v));
+                }
             }
         }
         Ok(out)
