@@ -201,7 +201,7 @@ fn shape(val: Val, grid: &Grid, is_range: bool) -> Result<Value, PromqlError> {
             let mut out = Vec::with_capacity(vs.len());
             for s in vs {
                 let labels = if s.drop_name {
-                    s.labels.without_metric_name()
+                    crate::eval::drop_name_labels(&s.labels)
                 } else {
                     s.labels
                 };

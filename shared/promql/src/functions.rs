@@ -93,12 +93,7 @@ impl Evaluator<'_> {
                 }))
             }
             "sort" | "sort_desc" => {
-                if n > 1 {
-                    let pos = self.pos_text(name);
-                    self.annos.warn(format!(
-                        "sort is ineffective for range queries since results are always ordered by labels{pos}"
-                    ));
-                }
+                self.warn_sort_in_range(name, n);
                 let mut vs = self.eval_vector(&args[0], g)?;
                 let key = |s: &SeriesData| s.points.first().map_or(f64::NAN, |p| p.v);
                 let desc = name == "sort_desc";
@@ -115,6 +110,7 @@ impl Evaluator<'_> {
                 Ok(Val::Vector(vs))
             }
             "sort_by_label" | "sort_by_label_desc" => {
+                self.warn_sort_in_range(name, n);
                 let mut vs = self.eval_vector(&args[0], g)?;
                 let mut names = Vec::new();
                 for a in &args[1..] {
@@ -162,7 +158,12 @@ impl Evaluator<'_> {
                 let mut out = Vec::new();
                 for a in &args[2..] {
                     let q = self.eval_scalar(a, g)?;
-                    let qs = crate::util::format_float(q.first().copied().unwrap_or(f64::NAN));
+                    let qv = q.first().copied().unwrap_or(f64::NAN);
+                    let qs = if qv.is_finite() && qv.fract() == 0.0 {
+                        format!("{qv:.1}")
+                    } else {
+                        crate::util::format_float(qv)
+                    };
                     for mut s in self.histogram_quantile(&q, vs.clone(), g, &args[0])? {
                         let mut b = s.labels.to_builder();
                         b.set(label.as_str(), qs.clone());
@@ -284,6 +285,15 @@ impl Evaluator<'_> {
                 }
                 Ok(Val::Vector(vs))
             }
+        }
+    }
+
+    fn warn_sort_in_range(&mut self, name: &str, steps: usize) {
+        if steps > 1 {
+            let pos = self.pos_text(name);
+            self.annos.warn(format!(
+                "sort is ineffective for range queries since results are always ordered by labels{pos}"
+            ));
         }
     }
 

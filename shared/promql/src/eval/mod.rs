@@ -134,11 +134,24 @@ impl SeriesData {
     /// The labels as they will appear in the result.
     pub(crate) fn visible_labels(&self) -> Labels {
         if self.drop_name {
-            self.labels.without_metric_name()
+            drop_name_labels(&self.labels)
         } else {
             self.labels.clone()
         }
     }
+}
+
+/// Removes the metric name and the metadata labels that travel with it (`__type__`,
+/// `__unit__`), as Prometheus does when it drops a name.
+pub(crate) fn drop_name_labels(l: &Labels) -> Labels {
+    if !l.iter().any(|x| x.name.starts_with("__")) {
+        return l.clone();
+    }
+    let mut b = l.to_builder();
+    b.del(METRIC_NAME);
+    b.del("__type__");
+    b.del("__unit__");
+    b.build()
 }
 
 /// An evaluated value over a grid.
