@@ -59,9 +59,6 @@ fn group_labels(s: &SeriesData, m: &Option<LabelModifier>) -> Labels {
         Some(LabelModifier::Include(ls)) => {
             let mut b = LabelsBuilder::new();
             for l in &ls.labels {
-                if l == METRIC_NAME && s.drop_name {
-                    continue;
-                }
                 if let Some(v) = s.labels.get(l) {
                     b.set(l.as_str(), v);
                 }
@@ -102,13 +99,18 @@ impl Evaluator<'_> {
         // Assign series to groups.
         let mut index: HashMap<Labels, usize> = HashMap::new();
         let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+        // With delayed name removal, `by (__name__)` groups by the pending name; the group
+        // then drops its name if any member would have.
+        let mut group_drop: Vec<bool> = Vec::new();
         for (si, s) in vs.iter().enumerate() {
             let key = group_labels(s, &a.modifier);
             let gi = *index.entry(key.clone()).or_insert_with(|| {
                 groups.push((key, Vec::new()));
+                group_drop.push(false);
                 groups.len() - 1
             });
             groups[gi].1.push(si);
+            group_drop[gi] |= s.drop_name;
         }
 
         match op.as_str() {
@@ -125,7 +127,7 @@ impl Evaluator<'_> {
                 }
                 let mut out = Vec::new();
                 let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); n];
-                for (labels, members) in groups {
+                for ((labels, members), drop) in groups.into_iter().zip(group_drop.iter()) {
                     per_step.iter_mut().for_each(Vec::clear);
                     for si in members {
                         for p in &vs[si].points {
@@ -138,7 +140,11 @@ impl Evaluator<'_> {
                         .filter(|(_, v)| !v.is_empty())
                         .map(|(i, v)| Sample::new(g.ts(i), quantile(param[i], v)))
                         .collect();
-                    out.push(SeriesData::new(labels, pts));
+                    out.push(SeriesData {
+                        labels,
+                        drop_name: *drop,
+                        points: pts,
+                    });
                 }
                 Ok(Val::Vector(out))
             }
@@ -190,7 +196,7 @@ impl Evaluator<'_> {
                 };
                 let mut out = Vec::with_capacity(groups.len());
                 let mut acc = vec![Acc::default(); n];
-                for (labels, members) in groups {
+                for ((labels, members), drop) in groups.into_iter().zip(group_drop.iter()) {
                     acc.iter_mut().for_each(|x| *x = Acc::default());
                     for si in members {
                         for p in &vs[si].points {
@@ -203,7 +209,11 @@ impl Evaluator<'_> {
                         .filter(|(_, x)| x.seen)
                         .map(|(i, x)| Sample::new(g.ts(i), finish(fold, x)))
                         .collect();
-                    out.push(SeriesData::new(labels, pts));
+                    out.push(SeriesData {
+                        labels,
+                        drop_name: *drop,
+                        points: pts,
+                    });
                 }
                 Ok(Val::Vector(out))
             }
