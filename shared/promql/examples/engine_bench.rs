@@ -56,21 +56,64 @@ fn main() {
         t0.elapsed()
     );
 
+    // Storage alone (MemStorage copies samples out), to separate it from evaluation time.
+    for (what, lo) in [
+        ("select 5m window", end - 300_000),
+        ("select whole range", 0),
+    ] {
+        let m = [ember_model::Matcher::equal(
+            "__name__",
+            "http_requests_total",
+        )];
+        let t = Instant::now();
+        let n: usize = store
+            .select_sync("bench", &m, lo, end)
+            .map(|v| v.iter().map(|s| s.samples.len()).sum())
+            .unwrap_or(0);
+        println!(
+            "storage  {what:<55} {:>9.1} ms  {n:>9} samples",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+
     let engine = Engine::new(EngineOptions {
         max_samples: usize::MAX,
         timeout: Duration::from_secs(600),
         ..EngineOptions::default()
     });
     let opts = QueryOptions::default();
+    // Best of three runs (the machine is shared).
     let instant = |q: &str| {
-        let t = Instant::now();
-        let r = block_on(engine.instant_query(&store, "bench", q, end, &opts));
-        (t.elapsed(), r)
+        let mut best = (Duration::MAX, None);
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = block_on(engine.instant_query(&store, "bench", q, end, &opts));
+            let d = t.elapsed();
+            if d < best.0 {
+                best = (d, Some(r));
+            }
+        }
+        (
+            best.0,
+            best.1
+                .unwrap_or(Err(ember_promql::PromqlError::Execution("no run".into()))),
+        )
     };
     let range = |q: &str, step_s: i64| {
-        let t = Instant::now();
-        let r = block_on(engine.range_query(&store, "bench", q, 0, end, step_s * 1000, &opts));
-        (t.elapsed(), r)
+        let mut best = (Duration::MAX, None);
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = block_on(engine.range_query(&store, "bench", q, 0, end, step_s * 1000, &opts));
+            let d = t.elapsed();
+            if d < best.0 {
+                best = (d, Some(r));
+            }
+        }
+        (
+            best.0,
+            best.1
+                .unwrap_or(Err(ember_promql::PromqlError::Execution("no run".into()))),
+        )
     };
     let report = |kind: &str,
                   q: &str,
