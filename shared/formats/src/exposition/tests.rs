@@ -281,6 +281,8 @@ fn bad_input_reports_line_numbers() {
     );
     assert_eq!(err("9a 1\n", Format::PrometheusText).line, 1);
     assert_eq!(err("a{} 1 2 3\n", Format::PrometheusText).line, 1);
+    // As in Prometheus' lexer, the label set must follow the name without a blank.
+    assert_eq!(err("ok 1\na {x=\"1\"} 1\n", Format::PrometheusText).line, 2);
     // OpenMetrics: EOF is mandatory, nothing may follow it.
     let e = err("a 1\nb 2\n", Format::OpenMetrics);
     assert!(e.message.contains("EOF"), "{e}");
