@@ -94,6 +94,15 @@ impl Evaluator<'_> {
                 param = self.eval_scalar(p, g)?;
             }
         }
+        let needs_param = matches!(
+            op.as_str(),
+            "topk" | "bottomk" | "limitk" | "limit_ratio" | "quantile"
+        );
+        if needs_param && param.len() != n {
+            return Err(PromqlError::Execution(format!(
+                "{op} requires a scalar parameter"
+            )));
+        }
         let vs = self.eval_vector(&a.expr, g)?;
 
         // Assign series to groups.

@@ -41,6 +41,7 @@ impl Engine {
         t: i64,
         opts: &QueryOptions,
     ) -> Result<QueryResult, PromqlError> {
+        check_time(t)?;
         let expr = parse_query(query)?;
         let ctx = TimeCtx {
             start: t,
@@ -79,6 +80,8 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
+        check_time(start)?;
+        check_time(end)?;
         if end < start {
             return Err(PromqlError::BadData(
                 "end timestamp must not be before start time".into(),
@@ -119,6 +122,7 @@ impl Engine {
         opts.lookback_delta_ms
             .filter(|l| *l > 0)
             .unwrap_or(self.opts.lookback_delta_ms)
+            .clamp(1, crate::eval::TIME_LIMIT_MS)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -177,6 +181,14 @@ impl Engine {
             samples_processed: ev.samples,
         })
     }
+}
+
+/// Rejects timestamps so far out that time arithmetic could overflow.
+fn check_time(t: i64) -> Result<(), PromqlError> {
+    if t.abs() > crate::eval::TIME_LIMIT_MS {
+        return Err(PromqlError::BadData(format!("timestamp out of range: {t}")));
+    }
+    Ok(())
 }
 
 /// Turns the evaluator's value into the API's value: drops pending metric names, checks for

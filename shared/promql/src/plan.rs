@@ -19,7 +19,7 @@ pub(crate) fn selector_key(vs: &VectorSelector) -> usize {
 pub(crate) fn plan<'a>(expr: &'a Expr, grid: &Grid, ctx: &TimeCtx, plan: &mut Plan<'a>) {
     match expr {
         Expr::VectorSelector(vs) => add(vs, grid, ctx, ctx.lookback, plan),
-        Expr::MatrixSelector(ms) => add(&ms.vs, grid, ctx, ms.range.as_millis() as i64, plan),
+        Expr::MatrixSelector(ms) => add(&ms.vs, grid, ctx, crate::eval::range_ms(&ms.range), plan),
         Expr::Subquery(sq) => {
             let sub = subquery_grid(grid, sq, ctx);
             self::plan(&sq.expr, &sub, ctx, plan);

@@ -190,3 +190,35 @@ fn lookback_override() {
         .expect("query");
     assert_eq!(r.value, Value::Vector(vec![]));
 }
+
+#[test]
+fn hostile_queries_do_not_panic() {
+    let s = store();
+    let e = Engine::default();
+    let o = QueryOptions::default();
+    for q in [
+        "up offset 100000y",
+        "up @ 9007199254740991",
+        "up @ -9007199254740991",
+        "rate(up[100000y])",
+        "max_over_time(up[1y:1ms])",
+        "max_over_time(up[5m:1ms] offset -100000y)",
+        "topk(1e300, up)",
+        "quantile(NaN, up)",
+        "label_replace(up, \"a\", \"$99\", \"i\", \"(.*)\")",
+        "histogram_quantile(0.5, up)",
+        "count_values(\"x\", up)",
+        "sort_by_label(up, \"zzz\")",
+        "1 / 0",
+        "vector(1) % 0",
+    ] {
+        let _ = block_on(e.instant_query(&s, "t", q, 60_000, &o));
+        let _ = block_on(e.range_query(&s, "t", q, 0, 600_000, 60_000, &o));
+    }
+    let _ = block_on(e.instant_query(&s, "t", "up", i64::MAX, &o));
+    let lookback = QueryOptions {
+        lookback_delta_ms: Some(i64::MAX),
+        ..QueryOptions::default()
+    };
+    let _ = block_on(e.instant_query(&s, "t", "up", 60_000, &lookback));
+}

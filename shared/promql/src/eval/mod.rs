@@ -66,14 +66,18 @@ pub(crate) struct TimeCtx {
     pub(crate) lookback: i64,
 }
 
+/// Timestamps and durations are clamped to this magnitude so that arithmetic on them
+/// (offsets, ranges, lookback) can never overflow, whatever the query says.
+pub(crate) const TIME_LIMIT_MS: i64 = 1 << 60;
+
 /// The `@` time in ms, if any.
 pub(crate) fn at_ms(at: &Option<AtModifier>, ctx: &TimeCtx) -> Option<i64> {
     at.as_ref().map(|a| match a {
         AtModifier::Start => ctx.start,
         AtModifier::End => ctx.end,
         AtModifier::At(st) => match st.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => d.as_millis() as i64,
-            Err(e) => -(e.duration().as_millis() as i64),
+            Ok(d) => d.as_millis().min(TIME_LIMIT_MS as u128) as i64,
+            Err(e) => -(e.duration().as_millis().min(TIME_LIMIT_MS as u128) as i64),
         },
     })
 }
@@ -81,21 +85,26 @@ pub(crate) fn at_ms(at: &Option<AtModifier>, ctx: &TimeCtx) -> Option<i64> {
 /// The offset in ms (negative offsets look forward).
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Pos(d)) => d.as_millis().min(TIME_LIMIT_MS as u128) as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis().min(TIME_LIMIT_MS as u128) as i64),
         None => 0,
     }
+}
+
+/// A range (matrix selector or subquery) in ms, clamped.
+pub(crate) fn range_ms(d: &std::time::Duration) -> i64 {
+    d.as_millis().min(TIME_LIMIT_MS as u128) as i64
 }
 
 /// The grid a subquery's inner expression is evaluated on, aligned to multiples of its step.
 pub(crate) fn subquery_grid(outer: &Grid, sq: &SubqueryExpr, ctx: &TimeCtx) -> Grid {
     let step = sq
         .step
-        .map(|d| d.as_millis() as i64)
+        .map(|d| range_ms(&d))
         .filter(|s| *s > 0)
         .unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
     let off = offset_ms(&sq.offset);
-    let range = sq.range.as_millis() as i64;
+    let range = range_ms(&sq.range);
     let (lo, hi) = match at_ms(&sq.at, ctx) {
         Some(at) => (at - off, at - off),
         None => (outer.start - off, outer.end - off),
@@ -327,7 +336,7 @@ impl<'a> Evaluator<'a> {
                 let series = self.matrix_series(&ms.vs)?;
                 Ok(RangeInput {
                     series,
-                    range: ms.range.as_millis() as i64,
+                    range: range_ms(&ms.range),
                     offset: offset_ms(&ms.vs.offset),
                     at: at_ms(&ms.vs.at, &self.ctx),
                     pos: self.pos(e),
@@ -335,6 +344,9 @@ impl<'a> Evaluator<'a> {
             }
             Expr::Subquery(sq) => {
                 let sub = subquery_grid(g, sq, &self.ctx);
+                if sub.len() > self.max_samples {
+                    return Err(PromqlError::TooManySamples("query execution"));
+                }
                 let series = match self.eval(&sq.expr, &sub)? {
                     Val::Vector(v) => v,
                     Val::Scalar(v) => vec![SeriesData::new(
@@ -360,7 +372,7 @@ impl<'a> Evaluator<'a> {
                     .collect();
                 Ok(RangeInput {
                     series,
-                    range: sq.range.as_millis() as i64,
+                    range: range_ms(&sq.range),
                     offset: offset_ms(&sq.offset),
                     at: at_ms(&sq.at, &self.ctx),
                     pos: self.pos(e),
