@@ -5,6 +5,7 @@
 //! path, the PromQL engine and the HTTP API only ever see these traits.
 
 pub mod memory;
+pub mod hot;
 pub mod layout;
 pub mod segment;
 
