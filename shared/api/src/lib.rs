@@ -1,1 +1,92 @@
-//! HTTP API.
+//! The Prometheus HTTP API (Prometheus' `web/api/v1`) as one axum [`Router`].
+//!
+//! An axum router is a `tower::Service<http::Request>` returning `http::Response`,
+//! so the same router serves the local server (`axum::serve`) and the Lambda
+//! functions (`lambda_http::run`): one implementation of every endpoint.
+//! Every route exists twice: under `/` for the default tenant and under
+//! `/workspaces/<id>/` (Amazon Managed Prometheus style) for tenant `<id>`.
+
+pub mod error;
+pub mod json;
+pub mod params;
+mod query;
+mod series;
+mod status;
+mod tenant;
+mod write;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use ember_promql::Engine;
+use ember_storage::Storage;
+
+pub use error::ApiError;
+pub use tenant::Tenant;
+
+/// Limits of the remote-write receiver.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteLimits {
+    /// Largest compressed body accepted (413 above). Behind API Gateway + Lambda,
+    /// about 4.4 MB fits in the 6 MB base64-encoded event.
+    pub max_body_bytes: usize,
+    /// Largest decompressed body accepted (413 above).
+    pub max_decoded_bytes: usize,
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        Self { max_body_bytes: 32 << 20, max_decoded_bytes: 256 << 20 }
+    }
+}
+
+/// Everything the handlers need.
+pub struct ApiState {
+    /// The storage every endpoint reads and writes.
+    pub storage: Arc<dyn Storage>,
+    /// The PromQL engine.
+    pub engine: Engine,
+    /// Remote-write limits.
+    pub write_limits: WriteLimits,
+}
+
+impl ApiState {
+    /// State over a storage with default engine options and limits.
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        Self { storage, engine: Engine::default(), write_limits: WriteLimits::default() }
+    }
+}
+
+/// Shared handler state.
+pub type SharedState = Arc<ApiState>;
+
+fn api_routes(prefix: &str) -> Router<SharedState> {
+    let p = |path: &str| format!("{prefix}{path}");
+    Router::new()
+        .route(&p("/api/v1/write"), post(write::remote_write))
+        .route(&p("/api/v1/query"), get(query::instant).post(query::instant))
+        .route(&p("/api/v1/query_range"), get(query::range).post(query::range))
+        .route(&p("/api/v1/series"), get(series::series).post(series::series))
+        .route(&p("/api/v1/labels"), get(series::label_names).post(series::label_names))
+        .route(&p("/api/v1/label/{name}/values"), get(series::label_values))
+        .route(&p("/api/v1/metadata"), get(series::metadata))
+        .route(&p("/api/v1/status/buildinfo"), get(status::buildinfo).post(status::buildinfo))
+}
+
+/// The whole API: Prometheus paths for the default tenant, AMP-style workspace paths,
+/// and the health endpoints.
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .merge(api_routes(""))
+        .merge(api_routes("/workspaces/{workspace}"))
+        .route("/workspaces/{workspace}/api/v1/remote_write", post(write::remote_write))
+        .route("/-/healthy", get(status::healthy).head(status::healthy))
+        .route("/-/ready", get(status::ready).head(status::ready))
+        .fallback(status::not_found)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests;

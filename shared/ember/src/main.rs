@@ -1,1 +1,62 @@
-fn main() {}
+//! `ember`: the local all-in-one server and maintenance commands.
+//!
+//! `cargo run --release` with no arguments runs `ember serve` on 127.0.0.1:9090
+//! with data in `./data`.
+
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Ember: a serverless, Prometheus-compatible monitoring backend (local mode).
+#[derive(Debug, Parser)]
+#[command(name = "ember", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every role (remote write, query API, scraping, rules) in one process.
+    Serve(serve::ServeArgs),
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("EMBER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ember: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve(serve::ServeArgs::default()));
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Serve(args) => serve::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("ember: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Default data directory of the local server.
+pub(crate) fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
