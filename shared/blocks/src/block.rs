@@ -474,6 +474,22 @@ impl BlockFooter {
         self.metadata.num_row_groups()
     }
 
+    /// Whether every series of row group `rg` has all its samples in `[start, end]`, by
+    /// the statistics of `s_min_t` and `s_max_t` (false when unknown).
+    fn row_group_inside(&self, rg: &RowGroupMetaData, start: i64, end: i64) -> bool {
+        let stat = |col: usize, min: bool| match rg.column(col).statistics() {
+            Some(Statistics::Int64(s)) => {
+                if min {
+                    s.min_opt().copied()
+                } else {
+                    s.max_opt().copied()
+                }
+            }
+            _ => None,
+        };
+        matches!((stat(self.min_t_col, true), stat(self.max_t_col, false)), (Some(lo), Some(hi)) if lo >= start && hi <= end)
+    }
+
     /// Whether row group `rg` may hold series of a metric that `matchers` accept, judged
     /// from the `l___name__` min/max statistics and an equality matcher on the name.
     fn row_group_may_match(&self, rg: &RowGroupMetaData, matchers: &[Matcher]) -> bool {
@@ -530,7 +546,8 @@ pub async fn read_footer(
 pub enum ReadMode {
     /// Labels and samples in the time range.
     Samples,
-    /// Only labels of series with samples overlapping the time range (no chunk bytes read).
+    /// Only labels of series with a sample in the time range (chunks are read only for
+    /// row groups not entirely inside the range).
     LabelsOnly,
 }
 
@@ -553,7 +570,7 @@ pub async fn read_series(
         }
         let mut cols: Vec<usize> = footer.label_columns.iter().map(|(_, i)| *i).collect();
         cols.extend([footer.hash_col, footer.min_t_col, footer.max_t_col]);
-        if mode == ReadMode::Samples {
+        if mode == ReadMode::Samples || !footer.row_group_inside(rg, start, end) {
             cols.push(footer.chunk_col);
         }
         let ranges: Vec<Range<u64>> = cols
@@ -625,7 +642,15 @@ fn read_row_group(
             keep.then_some(labels)
         })
         .collect();
-    if mode == ReadMode::LabelsOnly {
+    // Labels only: rows whose whole time range lies inside [start, end] certainly have a
+    // sample there; the others need their chunk checked (the chunk column is fetched).
+    let contained = |row: usize| min_t[row] >= start && max_t[row] <= end;
+    if mode == ReadMode::LabelsOnly
+        && wanted
+            .iter()
+            .enumerate()
+            .all(|(row, l)| l.is_none() || contained(row))
+    {
         out.extend(wanted.into_iter().flatten().map(|labels| BlockSeries {
             labels,
             samples: Vec::new(),
@@ -642,8 +667,15 @@ fn read_row_group(
             message: "chunk column length differs".into(),
         });
     }
-    for (labels, chunk) in wanted.into_iter().zip(chunks) {
+    for (row, (labels, chunk)) in wanted.into_iter().zip(chunks).enumerate() {
         let Some(labels) = labels else { continue };
+        if mode == ReadMode::LabelsOnly && contained(row) {
+            out.push(BlockSeries {
+                labels,
+                samples: Vec::new(),
+            });
+            continue;
+        }
         let mut pos = 0;
         let samples =
             segment::decode_chunk(chunk.data(), &mut pos, 0).map_err(|e| BlockError::Invalid {
@@ -655,6 +687,11 @@ fn read_row_group(
             .filter(|s| s.t >= start && s.t <= end)
             .collect();
         if !samples.is_empty() {
+            let samples = if mode == ReadMode::LabelsOnly {
+                Vec::new()
+            } else {
+                samples
+            };
             out.push(BlockSeries { labels, samples });
         }
     }

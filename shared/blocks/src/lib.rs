@@ -6,9 +6,18 @@
 //! and implement this crate's traits.
 
 pub mod block;
+pub mod compact;
+pub mod index;
+pub mod memhot;
 pub mod objstore;
+pub mod testing;
+pub mod tiered;
 
 pub use block::{
     BlockError, BlockFooter, BlockSeries, BlockStats, BlockWriteOptions, ReadMode, WrittenBlock,
 };
+pub use compact::{CompactionConfig, CompactionReport, Compactor, compact_once};
+pub use index::{BlockEntry, BlockIndex, BlockIndexStore, ObjectBlockIndex};
+pub use memhot::MemHotStore;
 pub use objstore::{LocalFsStore, MemoryObjectStore, ObjectMeta, ObjectStore, ObjectStoreError};
+pub use tiered::{SharedHot, TieredStorage};
