@@ -24,6 +24,8 @@ fn main() {
     let n_series: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let hours: i64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(6);
     let scrape_s: i64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(15);
+    // Optional: only run queries containing this text.
+    let filter = args.get(4).cloned().unwrap_or_default();
     let end = hours * 3_600_000;
     let per_series = (end / (scrape_s * 1000) + 1) as usize;
 
@@ -115,6 +117,7 @@ fn main() {
                 .unwrap_or(Err(ember_promql::PromqlError::Execution("no run".into()))),
         )
     };
+    let wanted = |q: &str| q.contains(filter.as_str());
     let report = |kind: &str,
                   q: &str,
                   d: Duration,
@@ -143,6 +146,9 @@ fn main() {
         "sum(rate(http_requests_total[5m])) / sum(rate(http_requests_total[1h]))",
         "max_over_time(http_requests_total[1h])",
     ] {
+        if !wanted(q) {
+            continue;
+        }
         let (d, r) = instant(q);
         report("instant", q, d, r);
     }
@@ -156,6 +162,9 @@ fn main() {
         ),
         ("avg_over_time(http_requests_total[10m])", 300),
     ] {
+        if !wanted(q) {
+            continue;
+        }
         let (d, r) = range(q, step);
         report(&format!("range/{step}s"), q, d, r);
     }

@@ -220,6 +220,62 @@ impl Evaluator<'_> {
         let (many_sig, one_sig, sig_labels) = intern([&many, &one], matching);
         let nsig = sig_labels.len();
         let n = g.len();
+        let is_arith = !op.is_comparison();
+
+        // Fast path: one-to-one matching where every signature has at most one series per
+        // side (the common case). No step can then produce a conflict, so each pair is a
+        // plain merge of two sorted point lists.
+        if one_to_one && fill_many.is_none() && fill_one.is_none() {
+            let mut one_by_sig = vec![usize::MAX; nsig];
+            let mut unique = true;
+            for (oi, &sig) in one_sig.iter().enumerate() {
+                unique &= one_by_sig[sig] == usize::MAX;
+                one_by_sig[sig] = oi;
+            }
+            let mut many_seen_sig = vec![false; nsig];
+            for &sig in &many_sig {
+                unique &= !many_seen_sig[sig];
+                many_seen_sig[sig] = true;
+            }
+            if unique {
+                let mut out = Vec::new();
+                for (mi, s) in many.iter().enumerate() {
+                    let oi = one_by_sig[many_sig[mi]];
+                    let Some(o) = one.get(oi) else { continue };
+                    let (a, b) = (&s.points, &o.points);
+                    let mut pts = Vec::with_capacity(a.len().min(b.len()));
+                    let (mut i, mut j) = (0, 0);
+                    while i < a.len() && j < b.len() {
+                        match a[i].t.cmp(&b[j].t) {
+                            std::cmp::Ordering::Less => i += 1,
+                            std::cmp::Ordering::Greater => j += 1,
+                            std::cmp::Ordering::Equal => {
+                                let (mut v, mut keep) = op.apply(a[i].v, b[j].v);
+                                if return_bool {
+                                    v = if keep { 1.0 } else { 0.0 };
+                                    keep = true;
+                                }
+                                if keep {
+                                    pts.push(Sample::new(a[i].t, v));
+                                }
+                                i += 1;
+                                j += 1;
+                            }
+                        }
+                    }
+                    if !pts.is_empty() {
+                        let labels = result_labels(&s.labels, &o.labels, matching, true, None);
+                        let drop_name = s.drop_name || is_arith || return_bool;
+                        out.push(SeriesData {
+                            labels,
+                            drop_name,
+                            points: pts,
+                        });
+                    }
+                }
+                return Ok(out);
+            }
+        }
 
         // Which one-side series sit at each step, per signature (generation-stamped slots).
         let mut slot: Vec<(usize, usize, f64)> = vec![(usize::MAX, 0, 0.0); nsig];
@@ -233,7 +289,6 @@ impl Evaluator<'_> {
         let mut last_pair = vec![(usize::MAX - 1, 0usize); many.len()];
         let mut many_seen: Vec<usize> = vec![usize::MAX; nsig];
         let mut sig_index: HashMap<usize, usize> = HashMap::new();
-        let is_arith = !op.is_comparison();
 
         for i in 0..n {
             let t = g.ts(i);
