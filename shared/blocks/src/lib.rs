@@ -8,6 +8,7 @@
 pub mod block;
 pub mod compact;
 pub mod index;
+pub mod local;
 pub mod memhot;
 pub mod objstore;
 pub mod testing;
@@ -18,6 +19,7 @@ pub use block::{
 };
 pub use compact::{CompactionConfig, CompactionReport, Compactor, compact_once};
 pub use index::{BlockEntry, BlockIndex, BlockIndexStore, ObjectBlockIndex};
+pub use local::{compact_local_once, open_local_tiered};
 pub use memhot::MemHotStore;
 pub use objstore::{LocalFsStore, MemoryObjectStore, ObjectMeta, ObjectStore, ObjectStoreError};
 pub use tiered::{SharedHot, TieredStorage};

@@ -1,0 +1,55 @@
+//! The embedded backend's cold tier: block files and the block index under
+//! `DATA_DIR/blocks/`, the same files the AWS backend keeps in S3.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ember_storage::Result;
+use ember_storage::hot::HotStore;
+
+use crate::compact::{CompactionConfig, CompactionReport, Compactor, compact_once};
+use crate::index::{BlockIndexStore, ObjectBlockIndex};
+use crate::objstore::{LocalFsStore, ObjectStore};
+use crate::tiered::{SharedHot, TieredStorage};
+
+/// Directory under the data directory that holds blocks and the index.
+pub const BLOCKS_DIR: &str = "blocks";
+
+/// The object store and block index of a data directory.
+pub fn local_cold(data_dir: &Path) -> (Arc<dyn ObjectStore>, Arc<dyn BlockIndexStore>) {
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalFsStore::new(data_dir.join(BLOCKS_DIR)));
+    let index: Arc<dyn BlockIndexStore> = Arc::new(ObjectBlockIndex::new(Arc::clone(&objects)));
+    (objects, index)
+}
+
+/// Hot store `hot` plus the blocks of `data_dir`, as one storage, and a compactor over
+/// the same stores (for the server's compaction scheduler).
+pub fn open_local_tiered<H: HotStore + 'static>(
+    hot: Arc<H>,
+    data_dir: &Path,
+) -> (Arc<TieredStorage<SharedHot<H>>>, Compactor<H>) {
+    let (objects, index) = local_cold(data_dir);
+    let storage = Arc::new(TieredStorage::new(
+        SharedHot(Arc::clone(&hot)),
+        Arc::clone(&index),
+        Arc::clone(&objects),
+    ));
+    (
+        storage,
+        Compactor {
+            hot,
+            index,
+            objects,
+        },
+    )
+}
+
+/// One compaction pass of an embedded data directory whose hot store is `hot`.
+pub async fn compact_local_once<H: HotStore + ?Sized>(
+    hot: &H,
+    data_dir: &Path,
+    cfg: &CompactionConfig,
+) -> Result<CompactionReport> {
+    let (objects, index) = local_cold(data_dir);
+    compact_once(hot, index.as_ref(), objects.as_ref(), cfg).await
+}
