@@ -19,12 +19,24 @@ const MAX_POINTS: i64 = 11_000;
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     opts: EngineOptions,
+    delayed_name_removal: bool,
 }
 
 impl Engine {
     /// An engine with the given limits.
     pub fn new(opts: EngineOptions) -> Self {
-        Self { opts }
+        Self {
+            opts,
+            delayed_name_removal: false,
+        }
+    }
+
+    /// Switches Prometheus' `promql-delayed-name-removal` feature on or off (default off, as
+    /// in Prometheus 3). When on, `__name__` is kept until the end of the query, so e.g.
+    /// `sum by (__name__) (rate(x[5m]))` groups by name; upstream's test corpus assumes it.
+    pub fn with_delayed_name_removal(mut self, on: bool) -> Self {
+        self.delayed_name_removal = on;
+        self
     }
 
     /// The engine's limits.
@@ -171,6 +183,7 @@ impl Engine {
             deadline,
             max_samples: self.opts.max_samples,
             samples: 0,
+            delayed_name_removal: self.delayed_name_removal,
         };
         let val = ev.eval(expr, &grid)?;
         let value = shape(val, &grid, is_range)?;

@@ -6,6 +6,8 @@
 //! expression in memory. The public surface is [`Engine`], [`QueryOptions`],
 //! [`QueryResult`], [`Value`] and [`PromqlError`]; the HTTP API depends on nothing else.
 
+#![warn(missing_docs)]
+
 mod aggregations;
 mod annotations;
 mod binary;

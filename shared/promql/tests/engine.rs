@@ -222,3 +222,33 @@ fn hostile_queries_do_not_panic() {
     };
     let _ = block_on(e.instant_query(&s, "t", "up", 60_000, &lookback));
 }
+
+#[test]
+fn name_removal_modes() {
+    let q = "label_replace(rate(up[5m]), \"n\", \"$1\", \"__name__\", \"(.*)\")";
+    let o = QueryOptions::default();
+    let immediate =
+        block_on(Engine::default().instant_query(&store(), "t", q, 600_000, &o)).expect("query");
+    let Value::Vector(v) = immediate.value else {
+        panic!("not a vector")
+    };
+    assert!(v.iter().all(|s| s.labels.get("n").is_none()));
+    let delayed = Engine::default().with_delayed_name_removal(true);
+    let r = block_on(delayed.instant_query(&store(), "t", q, 600_000, &o)).expect("query");
+    let Value::Vector(v) = r.value else {
+        panic!("not a vector")
+    };
+    assert!(
+        v.iter()
+            .all(|s| s.labels.get("n") == Some("up") && s.labels.metric_name().is_none())
+    );
+    // Without delayed removal, names dropped by rate() make the inputs collide.
+    let e = block_on(Engine::default().instant_query(
+        &store(),
+        "t",
+        "sum(rate({i=~\".+\", __name__=~\"up\"}[5m]) + on(i) group_left rate(up[5m]))",
+        600_000,
+        &o,
+    ));
+    assert!(e.is_ok());
+}

@@ -209,6 +209,9 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) deadline: Instant,
     pub(crate) max_samples: usize,
     pub(crate) samples: u64,
+    /// Prometheus' `promql-delayed-name-removal`: keep `__name__` until the end of the query
+    /// instead of dropping it where an operation removes it.
+    pub(crate) delayed_name_removal: bool,
 }
 
 impl<'a> Evaluator<'a> {
@@ -248,6 +251,24 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `e` over `g`.
     pub(crate) fn eval(&mut self, e: &Expr, g: &Grid) -> Result<Val, PromqlError> {
+        let v = self.eval_node(e, g)?;
+        if self.delayed_name_removal {
+            return Ok(v);
+        }
+        match v {
+            Val::Vector(mut vs) if vs.iter().any(|s| s.drop_name) => {
+                for s in vs.iter_mut().filter(|s| s.drop_name) {
+                    s.labels = drop_name_labels(&s.labels);
+                    s.drop_name = false;
+                }
+                check_unique_per_step(&vs, g)?;
+                Ok(Val::Vector(vs))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn eval_node(&mut self, e: &Expr, g: &Grid) -> Result<Val, PromqlError> {
         self.check_deadline()?;
         match e {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; g.len()])),
@@ -381,6 +402,29 @@ impl<'a> Evaluator<'a> {
             _ => Err(PromqlError::Execution("expected range vector".into())),
         }
     }
+}
+
+/// Fails if two series with the same labels have a point at the same step (what Prometheus
+/// reports when dropping metric names makes series collide).
+fn check_unique_per_step(vs: &[SeriesData], g: &Grid) -> Result<(), PromqlError> {
+    let mut by: HashMap<&Labels, Vec<usize>> = HashMap::new();
+    for (i, s) in vs.iter().enumerate() {
+        by.entry(&s.labels).or_default().push(i);
+    }
+    for idx in by.values().filter(|v| v.len() > 1) {
+        let mut seen = vec![false; g.len()];
+        for &i in idx {
+            for p in &vs[i].points {
+                let k = g.idx(p.t);
+                if std::mem::replace(&mut seen[k], true) {
+                    return Err(PromqlError::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The metric name of the first selector inside an expression.

@@ -96,7 +96,10 @@ pub fn run_script(text: &str) -> FileReport {
         lookback_delta_ms: 5 * 60 * 1000,
         max_samples: 50_000_000,
         timeout: std::time::Duration::from_secs(100),
-    });
+    })
+    // Upstream runs its corpus with delayed name removal switched on.
+    // (`PROMQLTEST_IMMEDIATE_NAMES=1` switches it off to see where the default differs.)
+    .with_delayed_name_removal(std::env::var_os("PROMQLTEST_IMMEDIATE_NAMES").is_none());
     let mut store = MemStorage::new();
     let mut hist_series: Vec<Labels> = Vec::new();
     let mut report = FileReport::default();
