@@ -20,7 +20,11 @@ pub struct ApiError {
 impl ApiError {
     /// A 400 `bad_data` error.
     pub fn bad_data(message: impl Into<String>) -> Self {
-        Self { error_type: "bad_data", message: message.into(), status: StatusCode::BAD_REQUEST }
+        Self {
+            error_type: "bad_data",
+            message: message.into(),
+            status: StatusCode::BAD_REQUEST,
+        }
     }
 
     /// A 400 error about one parameter, worded as Prometheus does.
@@ -30,7 +34,11 @@ impl ApiError {
 
     /// A 404 `not_found` error.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { error_type: "not_found", message: message.into(), status: StatusCode::NOT_FOUND }
+        Self {
+            error_type: "not_found",
+            message: message.into(),
+            status: StatusCode::NOT_FOUND,
+        }
     }
 
     /// Maps a storage error: bad input 400, unavailable 503, internal 500.
@@ -40,7 +48,11 @@ impl ApiError {
             StorageError::Unavailable(_) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             StorageError::Internal { .. } => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         };
-        Self { error_type, message: e.to_string(), status }
+        Self {
+            error_type,
+            message: e.to_string(),
+            status,
+        }
     }
 
     /// Maps a query error to Prometheus' error types and status codes.
@@ -56,7 +68,11 @@ impl ApiError {
                     "timeout" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
-                Self { error_type, message: other.to_string(), status }
+                Self {
+                    error_type,
+                    message: other.to_string(),
+                    status,
+                }
             }
         }
     }
@@ -70,7 +86,10 @@ impl IntoResponse for ApiError {
         crate::json::write_str(&mut body, &self.message);
         body.push('}');
         let mut resp = (self.status, body).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp
     }
 }

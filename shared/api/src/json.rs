@@ -15,7 +15,11 @@ pub fn format_float(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let a = v.abs();
     if a != 0.0 && !(1e-6..1e21).contains(&a) {

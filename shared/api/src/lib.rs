@@ -12,6 +12,7 @@ pub mod params;
 mod query;
 mod series;
 mod status;
+pub mod telemetry;
 mod tenant;
 mod write;
 
@@ -37,8 +38,18 @@ pub struct WriteLimits {
 
 impl Default for WriteLimits {
     fn default() -> Self {
-        Self { max_body_bytes: 32 << 20, max_decoded_bytes: 256 << 20 }
+        Self {
+            max_body_bytes: 32 << 20,
+            max_decoded_bytes: 256 << 20,
+        }
     }
+}
+
+/// Where `/api/v1/targets` gets its data (the scrape manager, when one runs); kept as a
+/// trait so the API does not depend on the scrape crate's HTTP client.
+pub trait TargetsSource: Send + Sync {
+    /// The `data` of `/api/v1/targets` (`activeTargets`, `droppedTargets`, …).
+    fn targets_json(&self) -> serde_json::Value;
 }
 
 /// Everything the handlers need.
@@ -49,12 +60,25 @@ pub struct ApiState {
     pub engine: Engine,
     /// Remote-write limits.
     pub write_limits: WriteLimits,
+    /// Scrape targets for `/api/v1/targets`, when scraping runs in this process.
+    pub targets: Option<Arc<dyn TargetsSource>>,
+    /// Ember's own counters, served at `/metrics`.
+    pub metrics: telemetry::ApiMetrics,
+    /// The configuration text `/api/v1/status/config` shows.
+    pub config_yaml: String,
 }
 
 impl ApiState {
     /// State over a storage with default engine options and limits.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Self { storage, engine: Engine::default(), write_limits: WriteLimits::default() }
+        Self {
+            storage,
+            engine: Engine::default(),
+            write_limits: WriteLimits::default(),
+            targets: None,
+            metrics: telemetry::ApiMetrics::default(),
+            config_yaml: String::new(),
+        }
     }
 }
 
@@ -65,13 +89,36 @@ fn api_routes(prefix: &str) -> Router<SharedState> {
     let p = |path: &str| format!("{prefix}{path}");
     Router::new()
         .route(&p("/api/v1/write"), post(write::remote_write))
-        .route(&p("/api/v1/query"), get(query::instant).post(query::instant))
-        .route(&p("/api/v1/query_range"), get(query::range).post(query::range))
-        .route(&p("/api/v1/series"), get(series::series).post(series::series))
-        .route(&p("/api/v1/labels"), get(series::label_names).post(series::label_names))
+        .route(
+            &p("/api/v1/query"),
+            get(query::instant).post(query::instant),
+        )
+        .route(
+            &p("/api/v1/query_range"),
+            get(query::range).post(query::range),
+        )
+        .route(
+            &p("/api/v1/series"),
+            get(series::series).post(series::series),
+        )
+        .route(
+            &p("/api/v1/labels"),
+            get(series::label_names).post(series::label_names),
+        )
         .route(&p("/api/v1/label/{name}/values"), get(series::label_values))
         .route(&p("/api/v1/metadata"), get(series::metadata))
-        .route(&p("/api/v1/status/buildinfo"), get(status::buildinfo).post(status::buildinfo))
+        .route(
+            &p("/api/v1/status/buildinfo"),
+            get(status::buildinfo).post(status::buildinfo),
+        )
+        .route(&p("/api/v1/status/flags"), get(status::flags))
+        .route(&p("/api/v1/status/runtimeinfo"), get(status::runtimeinfo))
+        .route(&p("/api/v1/status/config"), get(status::config))
+        .route(
+            &p("/api/v1/query_exemplars"),
+            get(status::query_exemplars).post(status::query_exemplars),
+        )
+        .route(&p("/api/v1/targets"), get(status::targets))
 }
 
 /// The whole API: Prometheus paths for the default tenant, AMP-style workspace paths,
@@ -80,7 +127,11 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(api_routes(""))
         .merge(api_routes("/workspaces/{workspace}"))
-        .route("/workspaces/{workspace}/api/v1/remote_write", post(write::remote_write))
+        .route(
+            "/workspaces/{workspace}/api/v1/remote_write",
+            post(write::remote_write),
+        )
+        .route("/metrics", get(status::self_metrics))
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
         .fallback(status::not_found)

@@ -25,7 +25,10 @@ impl Params {
 
     /// The first value of `name` (Go's `FormValue`); `None` when absent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first non-empty value of `name`.
@@ -35,7 +38,11 @@ impl Params {
 
     /// Every value of `name`, body values first.
     pub fn get_all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -49,7 +56,10 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+            .is_some_and(|ct| {
+                ct.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
         if is_form && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
             let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
                 .await
@@ -105,7 +115,9 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     if let Ok(f) = s.parse::<f64>() {
         let ms = f * 1000.0;
         if !ms.is_finite() || ms.abs() >= (i64::MAX / 1_000_000) as f64 {
-            return Err(format!("cannot parse {s:?} to a valid duration. It overflows int64"));
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
         }
         return Ok(ms.round() as i64);
     }
@@ -127,8 +139,14 @@ mod tests {
     fn times() {
         assert_eq!(parse_time("1435781451.781").unwrap(), 1_435_781_451_781);
         assert_eq!(parse_time("4").unwrap(), 4000);
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z").unwrap(), 1_435_781_451_781);
-        assert_eq!(parse_time("-292273086-05-16T16:47:06Z").unwrap(), MIN_TIME_MS);
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z").unwrap(),
+            1_435_781_451_781
+        );
+        assert_eq!(
+            parse_time("-292273086-05-16T16:47:06Z").unwrap(),
+            MIN_TIME_MS
+        );
         assert!(parse_time("yesterday").is_err());
         // Grafana's exemplar probe sends milliseconds as seconds: accept, do not fail.
         assert!(parse_time("1763800000000").is_ok());
@@ -144,7 +162,10 @@ mod tests {
 
     #[test]
     fn body_values_come_first() {
-        let p = Params::from_pairs(vec![("q".into(), "body".into()), ("q".into(), "url".into())]);
+        let p = Params::from_pairs(vec![
+            ("q".into(), "body".into()),
+            ("q".into(), "url".into()),
+        ]);
         assert_eq!(p.get("q"), Some("body"));
         assert_eq!(p.get_all("q"), vec!["body", "url"]);
     }

@@ -8,7 +8,7 @@ use ember_promql::{QueryOptions, QueryResult};
 use crate::error::ApiError;
 use crate::json;
 use crate::params::{Params, now_ms, parse_duration, time_param};
-use crate::{SharedState, Tenant};
+use crate::{SharedState, Tenant, telemetry};
 
 /// Prometheus' limit on points per series in a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -27,52 +27,96 @@ fn query_options(p: &Params) -> Result<QueryOptions, ApiError> {
 }
 
 fn query_param(p: &Params) -> Result<&str, ApiError> {
-    p.get("query").ok_or_else(|| ApiError::invalid_param("query", "query parameter is required"))
+    p.get("query")
+        .ok_or_else(|| ApiError::invalid_param("query", "query parameter is required"))
 }
 
 pub(crate) fn json_response(body: String) -> Response {
     let mut resp = body.into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
+}
+
+/// Counts a query and its duration in the self-monitoring metrics.
+fn observe<T, E>(state: &SharedState, started: std::time::Instant, r: &Result<T, E>) {
+    telemetry::inc(&state.metrics.queries);
+    telemetry::add(
+        &state.metrics.query_duration_us,
+        started.elapsed().as_micros() as u64,
+    );
+    if r.is_err() {
+        telemetry::inc(&state.metrics.query_errors);
+    }
 }
 
 fn render(result: QueryResult) -> Response {
     let mut data = String::new();
     json::write_query_data(&mut data, &result.value);
-    json_response(json::success_envelope(&data, &result.warnings, &result.infos))
+    json_response(json::success_envelope(
+        &data,
+        &result.warnings,
+        &result.infos,
+    ))
 }
 
 /// An instant query.
-pub async fn instant(State(state): State<SharedState>, tenant: Tenant, p: Params) -> Result<Response, ApiError> {
+pub async fn instant(
+    State(state): State<SharedState>,
+    tenant: Tenant,
+    p: Params,
+) -> Result<Response, ApiError> {
     let query = query_param(&p)?;
     let t = time_param(&p, "time", now_ms())?;
     let opts = query_options(&p)?;
+    let started = std::time::Instant::now();
     let result = state
         .engine
         .instant_query(state.storage.as_ref(), &tenant.0, query, t, &opts)
-        .await
-        .map_err(ApiError::from_promql)?;
+        .await;
+    observe(&state, started, &result);
+    let result = result.map_err(ApiError::from_promql)?;
     Ok(render(result))
 }
 
 /// A range query.
-pub async fn range(State(state): State<SharedState>, tenant: Tenant, p: Params) -> Result<Response, ApiError> {
+pub async fn range(
+    State(state): State<SharedState>,
+    tenant: Tenant,
+    p: Params,
+) -> Result<Response, ApiError> {
     let query = query_param(&p)?;
     let required = |name: &str| -> Result<i64, ApiError> {
-        let s = p.get("start").filter(|_| name == "start").or_else(|| p.get("end").filter(|_| name == "end"));
+        let s = p
+            .get("start")
+            .filter(|_| name == "start")
+            .or_else(|| p.get("end").filter(|_| name == "end"));
         match s {
             Some(s) => crate::params::parse_time(s).map_err(|e| ApiError::invalid_param(name, e)),
-            None => Err(ApiError::invalid_param(name, "cannot parse \"\" to a valid timestamp")),
+            None => Err(ApiError::invalid_param(
+                name,
+                "cannot parse \"\" to a valid timestamp",
+            )),
         }
     };
     let start = required("start")?;
     let end = required("end")?;
     if end < start {
-        return Err(ApiError::invalid_param("end", "end timestamp must not be before start time"));
+        return Err(ApiError::invalid_param(
+            "end",
+            "end timestamp must not be before start time",
+        ));
     }
     let step = match p.get("step") {
         Some(s) => parse_duration(s).map_err(|e| ApiError::invalid_param("step", e))?,
-        None => return Err(ApiError::invalid_param("step", "cannot parse \"\" to a valid duration")),
+        None => {
+            return Err(ApiError::invalid_param(
+                "step",
+                "cannot parse \"\" to a valid duration",
+            ));
+        }
     };
     if step <= 0 {
         return Err(ApiError::invalid_param(
@@ -86,10 +130,20 @@ pub async fn range(State(state): State<SharedState>, tenant: Tenant, p: Params) 
         ));
     }
     let opts = query_options(&p)?;
+    let started = std::time::Instant::now();
     let result = state
         .engine
-        .range_query(state.storage.as_ref(), &tenant.0, query, start, end, step, &opts)
-        .await
-        .map_err(ApiError::from_promql)?;
+        .range_query(
+            state.storage.as_ref(),
+            &tenant.0,
+            query,
+            start,
+            end,
+            step,
+            &opts,
+        )
+        .await;
+    observe(&state, started, &result);
+    let result = result.map_err(ApiError::from_promql)?;
     Ok(render(result))
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use ember_model::{Matcher, METRIC_NAME};
+use ember_model::{METRIC_NAME, Matcher};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::Expr;
 
@@ -27,7 +27,9 @@ pub fn parse_series_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
                 PMatchOp::Equal => Matcher::equal(&m.name, &m.value),
                 PMatchOp::NotEqual => Matcher::not_equal(&m.name, &m.value),
                 PMatchOp::Re(_) => Matcher::regex(&m.name, &m.value).map_err(|e| e.to_string())?,
-                PMatchOp::NotRe(_) => Matcher::not_regex(&m.name, &m.value).map_err(|e| e.to_string())?,
+                PMatchOp::NotRe(_) => {
+                    Matcher::not_regex(&m.name, &m.value).map_err(|e| e.to_string())?
+                }
             });
         }
         if let Some(name) = &vs.name
@@ -49,8 +51,13 @@ fn matcher_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let mut sets = Vec::new();
     for s in p.get_all("match[]") {
         let parsed = parse_series_selector(s).map_err(|e| ApiError::invalid_param("match[]", e))?;
-        if parsed.iter().all(|set| set.iter().all(Matcher::matches_empty)) {
-            return Err(ApiError::bad_data("match[] must contain at least one non-empty matcher"));
+        if parsed
+            .iter()
+            .all(|set| set.iter().all(Matcher::matches_empty))
+        {
+            return Err(ApiError::bad_data(
+                "match[] must contain at least one non-empty matcher",
+            ));
         }
         sets.extend(parsed);
     }
@@ -69,7 +76,10 @@ fn limit(p: &Params) -> Result<usize, ApiError> {
 }
 
 fn range(p: &Params) -> Result<(i64, i64), ApiError> {
-    Ok((time_param(p, "start", MIN_TIME_MS)?, time_param(p, "end", MAX_TIME_MS)?))
+    Ok((
+        time_param(p, "start", MIN_TIME_MS)?,
+        time_param(p, "end", MAX_TIME_MS)?,
+    ))
 }
 
 fn truncated<T>(mut items: Vec<T>, limit: usize) -> (Vec<T>, Vec<String>) {
@@ -94,13 +104,21 @@ fn string_list(items: &[String], warnings: &[String]) -> Response {
 }
 
 /// `/api/v1/series`: label sets of series matching any `match[]`.
-pub async fn series(State(state): State<SharedState>, tenant: Tenant, p: Params) -> Result<Response, ApiError> {
+pub async fn series(
+    State(state): State<SharedState>,
+    tenant: Tenant,
+    p: Params,
+) -> Result<Response, ApiError> {
     let sets = matcher_sets(&p)?;
     if sets.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
     let (start, end) = range(&p)?;
-    let found = state.storage.series(&tenant.0, &sets, start, end).await.map_err(ApiError::from_storage)?;
+    let found = state
+        .storage
+        .series(&tenant.0, &sets, start, end)
+        .await
+        .map_err(ApiError::from_storage)?;
     let (found, warnings) = truncated(found, limit(&p)?);
     let mut data = String::from("[");
     for (i, l) in found.iter().enumerate() {
@@ -114,17 +132,27 @@ pub async fn series(State(state): State<SharedState>, tenant: Tenant, p: Params)
 }
 
 /// `/api/v1/labels`: label names.
-pub async fn label_names(State(state): State<SharedState>, tenant: Tenant, p: Params) -> Result<Response, ApiError> {
+pub async fn label_names(
+    State(state): State<SharedState>,
+    tenant: Tenant,
+    p: Params,
+) -> Result<Response, ApiError> {
     let sets = matcher_sets(&p)?;
     let (start, end) = range(&p)?;
-    let names = state.storage.label_names(&tenant.0, &sets, start, end).await.map_err(ApiError::from_storage)?;
+    let names = state
+        .storage
+        .label_names(&tenant.0, &sets, start, end)
+        .await
+        .map_err(ApiError::from_storage)?;
     let (names, warnings) = truncated(names, limit(&p)?);
     Ok(string_list(&names, &warnings))
 }
 
 /// Decodes Prometheus' `U__` escaping of UTF-8 label names in the URL path.
 fn unescape_label_name(name: &str) -> String {
-    let Some(rest) = name.strip_prefix("U__") else { return name.to_string() };
+    let Some(rest) = name.strip_prefix("U__") else {
+        return name.to_string();
+    };
     let mut out = String::new();
     let mut chars = rest.chars().peekable();
     while let Some(c) = chars.next() {
@@ -160,14 +188,21 @@ pub async fn label_values(
     }
     let sets = matcher_sets(&p)?;
     let (start, end) = range(&p)?;
-    let values =
-        state.storage.label_values(&tenant.0, &name, &sets, start, end).await.map_err(ApiError::from_storage)?;
+    let values = state
+        .storage
+        .label_values(&tenant.0, &name, &sets, start, end)
+        .await
+        .map_err(ApiError::from_storage)?;
     let (values, warnings) = truncated(values, limit(&p)?);
     Ok(string_list(&values, &warnings))
 }
 
 /// `/api/v1/metadata`: metric metadata from remote write and scrapes.
-pub async fn metadata(State(state): State<SharedState>, tenant: Tenant, p: Params) -> Result<Response, ApiError> {
+pub async fn metadata(
+    State(state): State<SharedState>,
+    tenant: Tenant,
+    p: Params,
+) -> Result<Response, ApiError> {
     let parse_limit = |name: &str| -> Result<Option<usize>, ApiError> {
         match p.get_non_empty(name) {
             None => Ok(None),
@@ -180,13 +215,18 @@ pub async fn metadata(State(state): State<SharedState>, tenant: Tenant, p: Param
     };
     let limit = parse_limit("limit")?;
     let metric = p.get_non_empty("metric");
-    let md = state.storage.metadata(&tenant.0, metric).await.map_err(ApiError::from_storage)?;
+    let md = state
+        .storage
+        .metadata(&tenant.0, metric)
+        .await
+        .map_err(ApiError::from_storage)?;
     let mut out = serde_json::Map::new();
     for m in md {
         if limit.is_some_and(|l| out.len() >= l) {
             break;
         }
-        let entry = serde_json::json!([{ "type": m.metric_type.as_str(), "help": m.help, "unit": m.unit }]);
+        let entry =
+            serde_json::json!([{ "type": m.metric_type.as_str(), "help": m.help, "unit": m.unit }]);
         out.insert(m.metric_family_name, entry);
     }
     let data = serde_json::Value::Object(out).to_string();

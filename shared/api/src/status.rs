@@ -1,27 +1,92 @@
-//! Build info, health and readiness, and the 404 fallback.
+//! Build info, health, readiness, targets, Ember's own `/metrics`, the auxiliary
+//! status endpoints Grafana calls, and the 404 fallback.
 
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::SharedState;
 use crate::error::ApiError;
 use crate::json;
+use crate::params::Params;
 use crate::query::json_response;
 
 /// The Prometheus version whose API and PromQL semantics Ember follows; Grafana picks
 /// its feature set from this semver.
 pub const PROMETHEUS_COMPAT_VERSION: &str = "3.5.0";
 
+fn ok_json(data: &serde_json::Value) -> Response {
+    json_response(json::success_envelope(&data.to_string(), &[], &[]))
+}
+
 /// `/api/v1/status/buildinfo`.
 pub async fn buildinfo() -> Response {
-    let data = serde_json::json!({
+    ok_json(&serde_json::json!({
         "version": PROMETHEUS_COMPAT_VERSION,
         "revision": env!("CARGO_PKG_VERSION"),
         "branch": "ember",
         "buildUser": "ember",
         "buildDate": "",
         "goVersion": "rust",
-    });
-    json_response(json::success_envelope(&data.to_string(), &[], &[]))
+    }))
+}
+
+/// `/api/v1/targets`: scrape targets, from the scrape manager when one runs.
+pub async fn targets(State(state): State<SharedState>, p: Params) -> Response {
+    let mut data = match &state.targets {
+        Some(source) => source.targets_json(),
+        None => {
+            serde_json::json!({"activeTargets": [], "droppedTargets": [], "droppedTargetCounts": {}})
+        }
+    };
+    match p.get_non_empty("state") {
+        Some("active") => {
+            data["droppedTargets"] = serde_json::json!([]);
+        }
+        Some("dropped") => {
+            data["activeTargets"] = serde_json::json!([]);
+        }
+        _ => {}
+    }
+    ok_json(&data)
+}
+
+/// `/metrics`: Ember's own metrics in the Prometheus text format.
+pub async fn self_metrics(State(state): State<SharedState>) -> Response {
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// `/api/v1/status/flags`, `/api/v1/status/runtimeinfo`, `/api/v1/status/config`:
+/// valid answers so Grafana's and promtool's calls succeed.
+pub async fn flags() -> Response {
+    ok_json(
+        &serde_json::json!({"query.lookback-delta": "5m", "query.max-samples": "50000000", "query.timeout": "2m"}),
+    )
+}
+
+/// `/api/v1/status/runtimeinfo`.
+pub async fn runtimeinfo() -> Response {
+    ok_json(&serde_json::json!({
+        "startTime": "", "CWD": "", "reloadConfigSuccess": true, "lastConfigTime": "",
+        "corruptionCount": 0, "goroutineCount": 0, "GOMAXPROCS": 0, "GOGC": "", "GODEBUG": "",
+        "storageRetention": "unlimited"
+    }))
+}
+
+/// `/api/v1/status/config`.
+pub async fn config(State(state): State<SharedState>) -> Response {
+    ok_json(&serde_json::json!({"yaml": state.config_yaml}))
+}
+
+/// `/api/v1/query_exemplars`: Ember does not store exemplars yet; an empty, valid answer
+/// keeps Grafana's exemplar toggle working.
+pub async fn query_exemplars() -> Response {
+    ok_json(&serde_json::json!([]))
 }
 
 /// `/-/healthy`.

@@ -19,7 +19,9 @@ impl Tenant {
                 let id = rest.split('/').next().unwrap_or("");
                 let valid = !id.is_empty()
                     && id.len() <= 64
-                    && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
                 if valid {
                     Ok(Tenant(id.to_string()))
                 } else {

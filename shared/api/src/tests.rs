@@ -20,7 +20,9 @@ async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String, axum::ht
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, String::from_utf8_lossy(&body).into_owned(), headers)
 }
 
@@ -30,16 +32,27 @@ fn write_body(series: &[(&str, &str, i64, f64)]) -> Vec<u8> {
             .iter()
             .map(|(name, job, t, v)| pb::TimeSeries {
                 labels: vec![
-                    pb::Label { name: "__name__".into(), value: (*name).into() },
-                    pb::Label { name: "job".into(), value: (*job).into() },
+                    pb::Label {
+                        name: "__name__".into(),
+                        value: (*name).into(),
+                    },
+                    pb::Label {
+                        name: "job".into(),
+                        value: (*job).into(),
+                    },
                 ],
-                samples: vec![pb::Sample { value: *v, timestamp: *t }],
+                samples: vec![pb::Sample {
+                    value: *v,
+                    timestamp: *t,
+                }],
                 ..Default::default()
             })
             .collect(),
         metadata: vec![],
     };
-    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap()
 }
 
 fn post_write(path: &str, body: Vec<u8>, content_type: &str) -> Request<Body> {
@@ -54,10 +67,21 @@ fn post_write(path: &str, body: Vec<u8>, content_type: &str) -> Request<Body> {
 async fn remote_write_lands_per_tenant() {
     let (app, store) = app();
     let body = write_body(&[("up", "a", 1000, 1.0), ("up", "b", 1000, 0.0)]);
-    let (status, _, _) = send(&app, post_write("/api/v1/write", body.clone(), "application/x-protobuf")).await;
+    let (status, _, _) = send(
+        &app,
+        post_write("/api/v1/write", body.clone(), "application/x-protobuf"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, _) =
-        send(&app, post_write("/workspaces/ws-1/api/v1/remote_write", body, "application/x-protobuf")).await;
+    let (status, _, _) = send(
+        &app,
+        post_write(
+            "/workspaces/ws-1/api/v1/remote_write",
+            body,
+            "application/x-protobuf",
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(store.select_sync("default", &[], 0, 5000).unwrap().len(), 2);
     assert_eq!(store.select_sync("ws-1", &[], 0, 5000).unwrap().len(), 2);
@@ -66,17 +90,34 @@ async fn remote_write_lands_per_tenant() {
 #[tokio::test]
 async fn remote_write_refuses_bad_requests_clearly() {
     let (app, store) = app();
-    let (status, body, _) = send(&app, post_write("/api/v1/write", b"garbage".to_vec(), "application/x-protobuf")).await;
+    let (status, body, _) = send(
+        &app,
+        post_write(
+            "/api/v1/write",
+            b"garbage".to_vec(),
+            "application/x-protobuf",
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("snappy"), "{body}");
-    let (status, _, _) = send(&app, post_write("/api/v1/write", write_body(&[]), "application/json")).await;
+    let (status, _, _) = send(
+        &app,
+        post_write("/api/v1/write", write_body(&[]), "application/json"),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let req = Request::post("/api/v1/write")
         .header("Content-Encoding", "gzip")
         .body(Body::from(write_body(&[])))
         .unwrap();
     assert_eq!(send(&app, req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(store.select_sync("default", &[], i64::MIN, i64::MAX).unwrap().is_empty());
+    assert!(
+        store
+            .select_sync("default", &[], i64::MIN, i64::MAX)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -86,14 +127,29 @@ async fn remote_write_v2_reports_written_counts() {
         symbols: vec!["".into(), "__name__".into(), "up".into()],
         timeseries: vec![pb::TimeSeriesV2 {
             labels_refs: vec![1, 2],
-            samples: vec![pb::Sample { value: 1.0, timestamp: 1 }, pb::Sample { value: 1.0, timestamp: 2 }],
+            samples: vec![
+                pb::Sample {
+                    value: 1.0,
+                    timestamp: 1,
+                },
+                pb::Sample {
+                    value: 1.0,
+                    timestamp: 2,
+                },
+            ],
             ..Default::default()
         }],
     };
-    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
     let (status, _, headers) = send(
         &app,
-        post_write("/api/v1/write", body, "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+        post_write(
+            "/api/v1/write",
+            body,
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -103,16 +159,36 @@ async fn remote_write_v2_reports_written_counts() {
 #[tokio::test]
 async fn series_labels_and_values() {
     let (app, _) = app();
-    let body = write_body(&[("up", "a", 1000, 1.0), ("up", "b", 1000, 0.0), ("other", "a", 1000, 3.0)]);
-    send(&app, post_write("/api/v1/write", body, "application/x-protobuf")).await;
+    let body = write_body(&[
+        ("up", "a", 1000, 1.0),
+        ("up", "b", 1000, 0.0),
+        ("other", "a", 1000, 3.0),
+    ]);
+    send(
+        &app,
+        post_write("/api/v1/write", body, "application/x-protobuf"),
+    )
+    .await;
 
-    let (status, body, _) = send(&app, Request::get("/api/v1/series?match[]=up").body(Body::empty()).unwrap()).await;
+    let (status, body, _) = send(
+        &app,
+        Request::get("/api/v1/series?match[]=up")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
         r#"{"status":"success","data":[{"__name__":"up","job":"a"},{"__name__":"up","job":"b"}]}"#
     );
-    let (_, body, _) = send(&app, Request::get("/api/v1/label/job/values").body(Body::empty()).unwrap()).await;
+    let (_, body, _) = send(
+        &app,
+        Request::get("/api/v1/label/job/values")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(body, r#"{"status":"success","data":["a","b"]}"#);
     // Body and URL parameters merge: match[] from the body, start from the URL.
     let req = Request::post("/api/v1/labels?start=0")
@@ -121,22 +197,42 @@ async fn series_labels_and_values() {
         .unwrap();
     let (_, body, _) = send(&app, req).await;
     assert_eq!(body, r#"{"status":"success","data":["__name__","job"]}"#);
-    let (status, body, _) = send(&app, Request::get("/api/v1/series").body(Body::empty()).unwrap()).await;
+    let (status, body, _) = send(
+        &app,
+        Request::get("/api/v1/series").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, r#"{"status":"error","errorType":"bad_data","error":"no match[] parameter provided"}"#);
+    assert_eq!(
+        body,
+        r#"{"status":"error","errorType":"bad_data","error":"no match[] parameter provided"}"#
+    );
 }
 
 #[tokio::test]
 async fn query_range_parameter_errors() {
     let (app, _) = app();
-    let get = |q: &str| Request::get(format!("/api/v1/query_range?{q}")).body(Body::empty()).unwrap();
+    let get = |q: &str| {
+        Request::get(format!("/api/v1/query_range?{q}"))
+            .body(Body::empty())
+            .unwrap()
+    };
     let (status, body, _) = send(&app, get("query=up&start=10&end=0&step=1")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.contains("end timestamp must not be before start time"), "{body}");
+    assert!(
+        body.contains("end timestamp must not be before start time"),
+        "{body}"
+    );
     let (_, body, _) = send(&app, get("query=up&start=0&end=100000&step=1")).await;
-    assert!(body.contains("exceeded maximum resolution of 11,000 points"), "{body}");
+    assert!(
+        body.contains("exceeded maximum resolution of 11,000 points"),
+        "{body}"
+    );
     let (_, body, _) = send(&app, get("query=up&start=0&end=10&step=0")).await;
-    assert!(body.contains("zero or negative query resolution step"), "{body}");
+    assert!(
+        body.contains("zero or negative query resolution step"),
+        "{body}"
+    );
     let (_, body, _) = send(&app, get("query=up&start=yesterday&end=10&step=1")).await;
     assert!(body.contains(r#"invalid parameter \"start\""#), "{body}");
 }
@@ -144,11 +240,34 @@ async fn query_range_parameter_errors() {
 #[tokio::test]
 async fn health_and_unknown_paths() {
     let (app, _) = app();
-    assert_eq!(send(&app, Request::get("/-/healthy").body(Body::empty()).unwrap()).await.0, StatusCode::OK);
-    assert_eq!(send(&app, Request::get("/-/ready").body(Body::empty()).unwrap()).await.0, StatusCode::OK);
-    let (status, body, _) = send(&app, Request::get("/api/v1/nope").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        send(
+            &app,
+            Request::get("/-/healthy").body(Body::empty()).unwrap()
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, Request::get("/-/ready").body(Body::empty()).unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, body, _) = send(
+        &app,
+        Request::get("/api/v1/nope").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("not_found"));
-    let (_, body, _) = send(&app, Request::get("/api/v1/status/buildinfo").body(Body::empty()).unwrap()).await;
+    let (_, body, _) = send(
+        &app,
+        Request::get("/api/v1/status/buildinfo")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert!(body.contains("\"version\":\"3.5.0\""), "{body}");
 }

@@ -27,20 +27,30 @@ enum Command {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("EMBER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ember: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let command = cli.command.unwrap_or(Command::Serve(serve::ServeArgs::default()));
+    let command = cli
+        .command
+        .unwrap_or(Command::Serve(serve::ServeArgs::default()));
     let result = runtime.block_on(async move {
         match command {
             Command::Serve(args) => serve::run(args).await,

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use ember_api::{ApiState, router};
+use ember_api::{ApiState, TargetsSource, router};
 use ember_config::Config;
+use ember_scrape::{ScrapeManager, ScrapeOptions, default_self_scrape_config};
+use tokio::sync::watch;
 
 /// Options of `ember serve`.
 #[derive(Debug, Args)]
@@ -24,7 +26,11 @@ pub struct ServeArgs {
 
 impl Default for ServeArgs {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9090)), data_dir: crate::default_data_dir(), config: None }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            data_dir: crate::default_data_dir(),
+            config: None,
+        }
     }
 }
 
@@ -50,27 +56,94 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The scrape configuration could not be used.
+    #[error("starting scrape manager: {0}")]
+    Scrape(#[from] ember_scrape::ScrapeError),
     /// The server failed while running.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
 }
 
+/// `/api/v1/targets` served from the scrape manager's state.
+struct ScrapeTargets(ScrapeManager);
+
+impl TargetsSource for ScrapeTargets {
+    fn targets_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.targets()).unwrap_or_default()
+    }
+}
+
+/// Loads the configuration file, or builds the default one: scrape Ember's own `/metrics`.
+fn load_config(args: &ServeArgs, addr: SocketAddr) -> Result<(Config, String), ServeError> {
+    match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                ember_config::ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            Ok((Config::from_yaml(&text, path)?, text))
+        }
+        None => {
+            let config = Config {
+                scrape_configs: vec![default_self_scrape_config(&addr.to_string())],
+                ..Config::default()
+            };
+            let text = format!(
+                "# default configuration\nscrape_configs:\n  - job_name: ember\n    static_configs:\n      - targets: [\"{addr}\"]\n"
+            );
+            Ok((config, text))
+        }
+    }
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
-    let _config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let storage = ember_storage_local::open(&args.data_dir)
-        .map_err(|source| ServeError::Storage { dir: args.data_dir.clone(), source })?;
-    let state = Arc::new(ApiState::new(Arc::new(storage)));
-    let app = router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: args.listen, source })?;
-    tracing::info!(data_dir = %args.data_dir.display(), "listening on http://{addr}");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(ServeError::Serve)?;
+        .map_err(|source| ServeError::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: args.listen,
+        source,
+    })?;
+    let (config, config_yaml) = load_config(&args, addr)?;
+    let storage: Arc<dyn ember_storage::Storage> =
+        Arc::new(ember_storage_local::open(&args.data_dir).map_err(|source| {
+            ServeError::Storage {
+                dir: args.data_dir.clone(),
+                source,
+            }
+        })?);
+    let scraper = ScrapeManager::new(&config, storage.clone(), ScrapeOptions::default())?;
+    let mut state = ApiState::new(storage);
+    state.targets = Some(Arc::new(ScrapeTargets(scraper.clone())));
+    state.config_yaml = config_yaml;
+    let app = router(Arc::new(state));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scrape_task = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        async move {
+            scraper
+                .run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    });
+    tracing::info!(data_dir = %args.data_dir.display(), jobs = config.scrape_configs.len(), "listening on http://{addr}");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = scrape_task.await;
+    served.map_err(ServeError::Serve)?;
     tracing::info!("stopped");
     Ok(())
 }
