@@ -166,8 +166,9 @@ impl Evaluator<'_> {
                 let mut out_index: HashMap<(usize, String), usize> = HashMap::new();
                 let mut out: Vec<SeriesData> = Vec::new();
                 let mut counts: HashMap<usize, f64> = HashMap::new();
+                let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); n];
                 for (gi, (labels, members)) in groups.iter().enumerate() {
-                    let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); n];
+                    per_step.iter_mut().for_each(Vec::clear);
                     for si in members {
                         for p in &vs[*si].points {
                             per_step[g.idx(p.t)].push(p.v);
