@@ -266,8 +266,20 @@ impl<A: DynamoApi> DynamoHotStore<A> {
             .await?;
             out.extend(page.items);
             match page.last_key {
+                Some(k) if start.as_ref() == Some(&k) => {
+                    return Err(StorageError::internal(
+                        "Query",
+                        "the same page key was returned twice",
+                    ));
+                }
                 Some(k) => start = Some(k),
                 None => return Ok(out),
+            }
+            if Instant::now() >= deadline {
+                return Err(StorageError::Unavailable(format!(
+                    "Query of {}: deadline passed while paging",
+                    spec.pk
+                )));
             }
         }
     }
@@ -757,9 +769,10 @@ impl<A: DynamoApi + 'static> HotStore for DynamoHotStore<A> {
     }
 
     async fn buckets(&self, tenant: &str) -> Result<Vec<i64>> {
+        // The query path asks on every select: the registry cached for `refresh_after`
+        // is fresh enough (a writer in this container updates it as it registers).
         let cell = self.tenant(tenant).await;
         let mut cache = cell.lock().await;
-        cache.registry_read = None;
         self.registry(tenant, &mut cache, self.read_deadline())
             .await?;
         let mut v: Vec<i64> = cache
