@@ -52,19 +52,20 @@ fn run_file(p: &Path) -> FileReport {
 struct Tally {
     pass: usize,
     fail: usize,
+    skip: usize,
 }
 
 fn print_table(title: &str, rows: &[(String, &'static str, BTreeMap<CaseGroup, Tally>)]) {
     println!("\n== {title} ==");
     println!(
         "{:<28} {:<13} {:>14} {:>18} {:>17}",
-        "file", "kind", "float p/f", "native-hist p/f", "experim-fn p/f"
+        "file", "kind", "float p/f/s", "native-hist p/f/s", "experim-fn p/f/s"
     );
     let mut totals: BTreeMap<(&str, CaseGroup), Tally> = BTreeMap::new();
     for (name, kind, t) in rows {
         let cell = |g: CaseGroup| {
             let x = t.get(&g).copied().unwrap_or_default();
-            format!("{}/{}", x.pass, x.fail)
+            format!("{}/{}/{}", x.pass, x.fail, x.skip)
         };
         println!(
             "{:<28} {:<13} {:>14} {:>18} {:>17}",
@@ -78,15 +79,17 @@ fn print_table(title: &str, rows: &[(String, &'static str, BTreeMap<CaseGroup, T
             let e = totals.entry((kind, *g)).or_default();
             e.pass += x.pass;
             e.fail += x.fail;
+            e.skip += x.skip;
         }
     }
     println!("-- totals --");
     for ((kind, g), x) in &totals {
         println!(
-            "{kind:<13} {:<18} pass {:>5}  fail {:>5}",
+            "{kind:<13} {:<18} pass {:>5}  fail {:>5}  skip {:>5}",
             g.name(),
             x.pass,
-            x.fail
+            x.fail,
+            x.skip
         );
     }
 }
@@ -98,6 +101,7 @@ fn tally(r: &FileReport) -> BTreeMap<CaseGroup, Tally> {
         match c.outcome {
             CaseOutcome::Pass => e.pass += 1,
             CaseOutcome::Fail(_) => e.fail += 1,
+            CaseOutcome::Skip(_) => e.skip += 1,
         }
     }
     t
