@@ -393,9 +393,16 @@ pub(crate) fn parse_script(text: &str) -> Result<Vec<Command>, String> {
             let mut series = Vec::new();
             i += 1;
             while i < lines.len() && !lines[i].is_empty() {
-                series.push(parse_series(&lines[i]).map_err(|e| format!("line {}: {e}", i + 1))?);
+                // `metric@st …` / `@st …` lines give start timestamps, which this store
+                // does not keep: skip them.
+                let first = lines[i].split_whitespace().next().unwrap_or("");
+                if !first.ends_with("@st") {
+                    series
+                        .push(parse_series(&lines[i]).map_err(|e| format!("line {}: {e}", i + 1))?);
+                }
                 i += 1;
             }
+
             cmds.push(Command::Load {
                 step,
                 series,
