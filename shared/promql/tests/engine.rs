@@ -252,3 +252,15 @@ fn name_removal_modes() {
     ));
     assert!(e.is_ok());
 }
+
+#[test]
+fn query_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let s = store();
+    let e = Engine::default();
+    let o = QueryOptions::default();
+    let f = e.instant_query(&s, "t", "up", 0, &o);
+    assert_send(&f);
+    let f = e.range_query(&s, "t", "up", 0, 1, 1, &o);
+    assert_send(&f);
+}
