@@ -54,7 +54,7 @@ impl Engine {
         opts: &QueryOptions,
     ) -> Result<QueryResult, PromqlError> {
         check_time(t)?;
-        let expr = parse_query(query)?;
+        let expr = crate::info::prepare(parse_query(query)?)?;
         let ctx = TimeCtx {
             start: t,
             end: t,
@@ -105,7 +105,7 @@ impl Engine {
                     .into(),
             ));
         }
-        let expr = parse_query(query)?;
+        let expr = crate::info::prepare(parse_query(query)?)?;
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
             other => {

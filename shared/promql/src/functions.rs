@@ -173,6 +173,7 @@ impl Evaluator<'_> {
                 }
                 Ok(Val::Vector(out))
             }
+            "info" => self.eval_info(c, g),
             "label_replace" => self.label_replace(c, g),
             "label_join" => self.label_join(c, g),
             "histogram_quantile" => {

@@ -15,6 +15,7 @@ mod engine;
 mod eval;
 mod functions;
 mod histogram;
+mod info;
 mod parse;
 mod plan;
 pub mod promqltest;
