@@ -235,9 +235,20 @@ impl<'a> Evaluator<'a> {
 
     /// " (line:col)" of the first selector inside `e` (Prometheus annotates with positions).
     pub(crate) fn pos(&self, e: &Expr) -> String {
-        let off = first_selector_name(e)
-            .and_then(|n| self.query.find(n.as_str()))
-            .unwrap_or(0);
+        // Prefer the expression exactly as printed, then the name followed by a range or
+        // matchers, then the bare name.
+        let printed = e.to_string();
+        let name = first_selector_name(e).unwrap_or_default();
+        let off = [
+            printed,
+            format!("{name}["),
+            format!("{name}{{"),
+            name.clone(),
+        ]
+        .iter()
+        .filter(|n| !n.is_empty())
+        .find_map(|n| self.query.find(n.as_str()))
+        .unwrap_or(0);
         let (l, c) = crate::parse::line_col(self.query, off);
         format!(" ({l}:{c})")
     }
