@@ -74,7 +74,7 @@ pub fn parse_prom_duration_ms(s: &str) -> Result<u64, String> {
         let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
             return Err(format!("not a valid duration string: {s:?}"));
         };
-        if pos + 1 <= last_unit {
+        if pos < last_unit {
             return Err(format!("not a valid duration string: {s:?}"));
         }
         last_unit = pos + 1;
