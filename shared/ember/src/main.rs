@@ -3,6 +3,7 @@
 //! `cargo run --release` with no arguments runs `ember serve` on 127.0.0.1:9090
 //! with data in `./data`.
 
+mod compact;
 mod serve;
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run every role (remote write, query API, scraping, rules) in one process.
     Serve(serve::ServeArgs),
+    /// Compact every closed hot bucket into Parquet blocks (one pass) and print what was written.
+    Compact(compact::CompactArgs),
 }
 
 fn init_tracing() {
@@ -53,13 +56,13 @@ fn main() -> ExitCode {
         .unwrap_or(Command::Serve(serve::ServeArgs::default()));
     let result = runtime.block_on(async move {
         match command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(args).await.map_err(|e| e.to_string()),
+            Command::Compact(args) => compact::run(args).await.map_err(|e| e.to_string()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("ember: {e}");
             ExitCode::FAILURE
         }

@@ -111,18 +111,24 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         source,
     })?;
     let (config, config_yaml) = load_config(&args, addr)?;
-    let storage: Arc<dyn ember_storage::Storage> =
-        Arc::new(ember_storage_local::open(&args.data_dir).map_err(|source| {
+    let hot = Arc::new(
+        ember_storage_local::LocalStore::open(&args.data_dir).map_err(|source| {
             ServeError::Storage {
                 dir: args.data_dir.clone(),
                 source,
             }
-        })?);
+        })?,
+    );
+    // Hot segments in redb plus Parquet blocks under DATA_DIR/blocks, as one storage.
+    let (tiered, compactor) = ember_blocks::open_local_tiered(hot, &args.data_dir);
+    let storage: Arc<dyn ember_storage::Storage> = tiered;
+    let compactor = Arc::new(compactor);
+    let retention_ms = config.ember.storage.retention.map(|d| d.as_millis());
     let scraper = ScrapeManager::new(&config, storage.clone(), ScrapeOptions::default())?;
     let mut state = ApiState::new(storage);
     state.targets = Some(Arc::new(ScrapeTargets(scraper.clone())));
     state.config_yaml = config_yaml;
-    let app = router(Arc::new(state));
+    let app = router(Arc::new(state)).merge(admin_routes(compactor.clone(), retention_ms));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let scrape_task = tokio::spawn({
@@ -135,6 +141,11 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 .await
         }
     });
+    let compact_task = tokio::spawn(compaction_loop(compactor, retention_ms, stop_rx.clone()));
+    let addr_file = args.data_dir.join(crate::compact::ADDR_FILE);
+    if let Err(e) = std::fs::write(&addr_file, addr.to_string()) {
+        tracing::warn!(error = %e, "cannot write {}", addr_file.display());
+    }
     tracing::info!(data_dir = %args.data_dir.display(), jobs = config.scrape_configs.len(), "listening on http://{addr}");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -143,9 +154,72 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         })
         .await;
     let _ = scrape_task.await;
+    let _ = compact_task.await;
+    let _ = std::fs::remove_file(&addr_file);
     served.map_err(ServeError::Serve)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often the server compacts closed hot buckets into blocks.
+const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+type LocalCompactor = ember_blocks::Compactor<ember_storage_local::LocalStore>;
+
+/// Compacts every [`COMPACTION_INTERVAL`] until stopped; failures are logged and retried
+/// on the next tick (compaction is idempotent).
+async fn compaction_loop(
+    compactor: Arc<LocalCompactor>,
+    retention_ms: Option<i64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(COMPACTION_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match compactor
+            .run(&crate::compact::compaction_config(retention_ms))
+            .await
+        {
+            Ok(report) if report.buckets_compacted > 0 || report.blocks_expired > 0 => {
+                tracing::info!("{}", report.to_string().trim_end());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
+        }
+    }
+}
+
+/// Ember-only admin routes of the local server: `POST /api/v1/admin/compact` runs one
+/// compaction pass now (what `ember compact` asks of a running server).
+fn admin_routes(compactor: Arc<LocalCompactor>, retention_ms: Option<i64>) -> axum::Router {
+    use axum::extract::{Query, State};
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    #[derive(serde::Deserialize)]
+    struct CompactParams {
+        retention_ms: Option<i64>,
+    }
+
+    async fn compact_now(
+        State((compactor, default_retention)): State<(Arc<LocalCompactor>, Option<i64>)>,
+        Query(p): Query<CompactParams>,
+    ) -> (StatusCode, String) {
+        let cfg = crate::compact::compaction_config(p.retention_ms.or(default_retention));
+        match compactor.run(&cfg).await {
+            Ok(report) => (StatusCode::OK, report.to_string()),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("compaction failed: {e}\n"),
+            ),
+        }
+    }
+
+    axum::Router::new()
+        .route("/api/v1/admin/compact", post(compact_now))
+        .with_state((compactor, retention_ms))
 }
 
 /// Resolves on SIGINT or SIGTERM.
