@@ -323,6 +323,7 @@ async fn main() {
     let mut cfg = AwsStorageConfig::new("cost", "cost");
     cfg.hot.shards = shards;
     cfg.hot.write_deadline = std::time::Duration::from_secs(30);
+    cfg.hot.read_deadline = std::time::Duration::from_secs(120);
     let backend = open_aws_backend(&cfg, &clients)
         .await
         .expect("opening backend");

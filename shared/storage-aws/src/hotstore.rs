@@ -698,12 +698,13 @@ impl<A: DynamoApi + 'static> HotStore for DynamoHotStore<A> {
                 Some(_) => {}
             }
         }
-        let items = self
-            .query_all(
-                &QuerySpec::partition(keys::segment_pk(tenant, key)),
-                deadline,
-            )
-            .await?;
+        // Segments are immutable once written: eventually consistent reads (half the read
+        // units) only risk missing a segment written within the last second or so.
+        let spec = QuerySpec {
+            consistent: false,
+            ..QuerySpec::partition(keys::segment_pk(tenant, key))
+        };
+        let items = self.query_all(&spec, deadline).await?;
         let mut whole = Vec::new();
         let mut parts: HashMap<String, (usize, Vec<(usize, Vec<u8>)>)> = HashMap::new();
         for item in items {
