@@ -38,7 +38,6 @@ mod parser;
 pub use float::format_openmetrics_float;
 pub use parser::{Entry, ExemplarEntry, LabelPair, Parser, SampleEntry};
 
-
 use ember_model::{Labels, MetricMetadata, MetricType};
 
 /// The `Accept` header a scraper sends: Prometheus 3.x's header for its default
