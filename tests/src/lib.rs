@@ -15,6 +15,7 @@ pub mod error;
 pub mod net;
 pub mod process;
 pub mod prom_api;
+pub mod promql_data;
 pub mod remote_write;
 pub mod servers;
 
