@@ -447,6 +447,18 @@ impl RuleManager {
             }
             rt.prev_series = written.iter().map(|s| s.labels.clone()).collect();
             batch.extend(written);
+            // Commit after every rule, so later rules of the group see its results (as Prometheus).
+            if !batch.is_empty() {
+                report.samples_written += batch.iter().map(|s| s.samples.len()).sum::<usize>();
+                let b = AppendBatch {
+                    series: std::mem::take(&mut batch),
+                    metadata: Vec::new(),
+                };
+                if let Err(e) = self.storage.append(&self.opts.tenant, b).await {
+                    tracing::warn!(group = %key, rule = %rule.name, error = %e, "writing rule results failed");
+                    report.rule_errors.push((rule.name.clone(), e.to_string()));
+                }
+            }
             rt.last_eval_ms = Some(ts);
             rt.eval_seconds = rstart.elapsed().as_secs_f64();
             if let RuleKind::Alerting { .. } = rule.kind {
@@ -454,17 +466,6 @@ impl RuleManager {
             }
         }
         state.rules.retain(|k, _| keep.contains(k));
-        report.samples_written = batch.iter().map(|s| s.samples.len()).sum();
-        if !batch.is_empty() {
-            let b = AppendBatch {
-                series: batch,
-                metadata: Vec::new(),
-            };
-            if let Err(e) = self.storage.append(&self.opts.tenant, b).await {
-                tracing::warn!(group = %key, error = %e, "writing rule results failed");
-                report.rule_errors.push(("<append>".into(), e.to_string()));
-            }
-        }
         state.last_eval_ms = Some(ts);
         state.eval_seconds = started.elapsed().as_secs_f64();
         state.version = 1;

@@ -1171,8 +1171,10 @@ fn humanize_timestamp(v: f64) -> String {
     if v.is_nan() || v.is_infinite() {
         return fmt_g(v, Some(4));
     }
-    let secs = v.trunc() as i64;
-    let nanos = ((v - v.trunc()) * 1e9).round() as u32;
+    // model.TimeFromUnixNano(int64(v * 1e9)): millisecond precision.
+    let ms = ((v * 1e9) as i64) / 1_000_000;
+    let secs = ms.div_euclid(1000);
+    let nanos = (ms.rem_euclid(1000) * 1_000_000) as u32;
     match chrono::DateTime::from_timestamp(secs, nanos.min(999_999_999)) {
         Some(t) => {
             let frac = if nanos == 0 {
