@@ -42,7 +42,13 @@ impl<'a> Reader<'a> {
 
 /// Encodes a label set.
 pub fn encode_labels(labels: &Labels) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(labels.iter().map(|l| l.name.len() + l.value.len() + 2).sum::<usize>() + 1);
+    let mut buf = Vec::with_capacity(
+        labels
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 2)
+            .sum::<usize>()
+            + 1,
+    );
     put_uvarint(&mut buf, labels.len() as u64);
     for l in labels {
         put_str(&mut buf, &l.name);
@@ -82,5 +88,10 @@ pub fn decode_metadata(family: &str, bytes: &[u8]) -> Result<MetricMetadata, Cor
     let metric_type = MetricType::parse(r.str()?);
     let help = r.str()?.to_string();
     let unit = r.str()?.to_string();
-    Ok(MetricMetadata { metric_family_name: family.to_string(), metric_type, help, unit })
+    Ok(MetricMetadata {
+        metric_family_name: family.to_string(),
+        metric_type,
+        help,
+        unit,
+    })
 }

@@ -26,7 +26,8 @@ use writer::{WriteJob, Writer};
 /// (tenant, series id) → encoded labels.
 pub(crate) const SERIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("series");
 /// (tenant, bucket start ms, shard, content id) → encoded segment.
-pub(crate) const SEGMENTS: TableDefinition<(&str, i64, u32, u64), &[u8]> = TableDefinition::new("segments");
+pub(crate) const SEGMENTS: TableDefinition<(&str, i64, u32, u64), &[u8]> =
+    TableDefinition::new("segments");
 /// (tenant, metric family) → encoded metadata.
 pub(crate) const METADATA: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("metadata");
 
@@ -60,22 +61,33 @@ fn internal(context: &str) -> impl Fn(redb::Error) -> StorageError + '_ {
 impl LocalStore {
     /// Opens (or creates) `dir/ember.redb` and loads the series index and metadata.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::internal(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::internal(format!("creating {}", dir.display()), e))?;
         let path = dir.join(DB_FILE);
         let db = Database::create(&path)
             .map_err(|e| StorageError::internal(format!("opening {}", path.display()), e))?;
-        let txn = db.begin_write().map_err(|e| internal("begin write")(e.into()))?;
+        let txn = db
+            .begin_write()
+            .map_err(|e| internal("begin write")(e.into()))?;
         {
-            txn.open_table(SERIES).map_err(|e| internal("create series table")(e.into()))?;
-            txn.open_table(SEGMENTS).map_err(|e| internal("create segments table")(e.into()))?;
-            txn.open_table(METADATA).map_err(|e| internal("create metadata table")(e.into()))?;
+            txn.open_table(SERIES)
+                .map_err(|e| internal("create series table")(e.into()))?;
+            txn.open_table(SEGMENTS)
+                .map_err(|e| internal("create segments table")(e.into()))?;
+            txn.open_table(METADATA)
+                .map_err(|e| internal("create metadata table")(e.into()))?;
         }
         txn.commit().map_err(|e| internal("commit")(e.into()))?;
         let shared = Arc::new(Shared::default());
         load_index(&db, &shared)?;
         let db = Arc::new(db);
         let writer = Writer::start(db.clone(), shared.clone());
-        Ok(Self { db, shared, writer, dir: dir.to_path_buf() })
+        Ok(Self {
+            db,
+            shared,
+            writer,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The data directory.
@@ -85,7 +97,11 @@ impl LocalStore {
 
     /// Number of series known for `tenant`.
     pub fn series_count(&self, tenant: &str) -> usize {
-        self.shared.series.read().map(|m| m.get(tenant).map_or(0, |i| i.len())).unwrap_or(0)
+        self.shared
+            .series
+            .read()
+            .map(|m| m.get(tenant).map_or(0, |i| i.len()))
+            .unwrap_or(0)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -102,27 +118,50 @@ impl LocalStore {
 }
 
 fn load_index(db: &Database, shared: &Shared) -> Result<()> {
-    let txn = db.begin_read().map_err(|e| internal("begin read")(e.into()))?;
-    let series = txn.open_table(SERIES).map_err(|e| internal("open series")(e.into()))?;
+    let txn = db
+        .begin_read()
+        .map_err(|e| internal("begin read")(e.into()))?;
+    let series = txn
+        .open_table(SERIES)
+        .map_err(|e| internal("open series")(e.into()))?;
     let mut idx: HashMap<String, SeriesIndex> = HashMap::new();
-    for row in series.iter().map_err(|e| internal("scan series")(e.into()))? {
+    for row in series
+        .iter()
+        .map_err(|e| internal("scan series")(e.into()))?
+    {
         let (k, v) = row.map_err(|e| internal("scan series")(e.into()))?;
         let (tenant, id) = k.value();
         let labels = codec::decode_labels(v.value())
             .map_err(|e| StorageError::internal(format!("series {id} of tenant {tenant}"), e))?;
-        idx.entry(tenant.to_string()).or_default().insert(id, labels);
+        idx.entry(tenant.to_string())
+            .or_default()
+            .insert(id, labels);
     }
-    let md_table = txn.open_table(METADATA).map_err(|e| internal("open metadata")(e.into()))?;
+    let md_table = txn
+        .open_table(METADATA)
+        .map_err(|e| internal("open metadata")(e.into()))?;
     let mut md: HashMap<String, BTreeMap<String, MetricMetadata>> = HashMap::new();
-    for row in md_table.iter().map_err(|e| internal("scan metadata")(e.into()))? {
+    for row in md_table
+        .iter()
+        .map_err(|e| internal("scan metadata")(e.into()))?
+    {
         let (k, v) = row.map_err(|e| internal("scan metadata")(e.into()))?;
         let (tenant, family) = k.value();
-        let m = codec::decode_metadata(family, v.value())
-            .map_err(|e| StorageError::internal(format!("metadata {family} of tenant {tenant}"), e))?;
-        md.entry(tenant.to_string()).or_default().insert(family.to_string(), m);
+        let m = codec::decode_metadata(family, v.value()).map_err(|e| {
+            StorageError::internal(format!("metadata {family} of tenant {tenant}"), e)
+        })?;
+        md.entry(tenant.to_string())
+            .or_default()
+            .insert(family.to_string(), m);
     }
-    *shared.series.write().map_err(|e| StorageError::internal("lock", e))? = idx;
-    *shared.metadata.write().map_err(|e| StorageError::internal("lock", e))? = md;
+    *shared
+        .series
+        .write()
+        .map_err(|e| StorageError::internal("lock", e))? = idx;
+    *shared
+        .metadata
+        .write()
+        .map_err(|e| StorageError::internal("lock", e))? = md;
     Ok(())
 }
 
@@ -130,30 +169,58 @@ fn load_index(db: &Database, shared: &Shared) -> Result<()> {
 impl HotStore for LocalStore {
     async fn resolve_series(&self, tenant: &str, labels: &[Labels]) -> Result<Vec<(u64, bool)>> {
         {
-            let idx = self.shared.series.read().map_err(|e| StorageError::internal("lock", e))?;
+            let idx = self
+                .shared
+                .series
+                .read()
+                .map_err(|e| StorageError::internal("lock", e))?;
             if let Some(i) = idx.get(tenant) {
-                let known: Option<Vec<(u64, bool)>> = labels.iter().map(|l| i.get(l).map(|id| (id, false))).collect();
+                let known: Option<Vec<(u64, bool)>> = labels
+                    .iter()
+                    .map(|l| i.get(l).map(|id| (id, false)))
+                    .collect();
                 if let Some(known) = known {
                     return Ok(known);
                 }
             }
         }
-        self.writer.submit(WriteJob::Resolve { tenant: tenant.to_string(), labels: labels.to_vec() }).await
+        self.writer
+            .submit(WriteJob::Resolve {
+                tenant: tenant.to_string(),
+                labels: labels.to_vec(),
+            })
+            .await
     }
 
-    async fn write(&self, tenant: &str, segments: &[EncodedSegment], metadata: &[MetricMetadata]) -> Result<()> {
+    async fn write(
+        &self,
+        tenant: &str,
+        segments: &[EncodedSegment],
+        metadata: &[MetricMetadata],
+    ) -> Result<()> {
         if segments.is_empty() && metadata.is_empty() {
             return Ok(());
         }
         self.writer
-            .submit(WriteJob::Write { tenant: tenant.to_string(), segments: segments.to_vec(), metadata: metadata.to_vec() })
+            .submit(WriteJob::Write {
+                tenant: tenant.to_string(),
+                segments: segments.to_vec(),
+                metadata: metadata.to_vec(),
+            })
             .await
             .map(|_| ())
     }
 
     async fn find_series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<IndexedSeries>> {
-        let idx = self.shared.series.read().map_err(|e| StorageError::internal("lock", e))?;
-        Ok(idx.get(tenant).map(|i| i.find(matchers)).unwrap_or_default())
+        let idx = self
+            .shared
+            .series
+            .read()
+            .map_err(|e| StorageError::internal("lock", e))?;
+        Ok(idx
+            .get(tenant)
+            .map(|i| i.find(matchers))
+            .unwrap_or_default())
     }
 
     async fn read_segments(&self, tenant: &str, key: SegmentKey) -> Result<Vec<Vec<u8>>> {
@@ -176,12 +243,23 @@ impl HotStore for LocalStore {
     }
 
     async fn metadata(&self, tenant: &str) -> Result<Vec<MetricMetadata>> {
-        let md = self.shared.metadata.read().map_err(|e| StorageError::internal("lock", e))?;
-        Ok(md.get(tenant).map(|m| m.values().cloned().collect()).unwrap_or_default())
+        let md = self
+            .shared
+            .metadata
+            .read()
+            .map_err(|e| StorageError::internal("lock", e))?;
+        Ok(md
+            .get(tenant)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn tenants(&self) -> Result<Vec<String>> {
-        let idx = self.shared.series.read().map_err(|e| StorageError::internal("lock", e))?;
+        let idx = self
+            .shared
+            .series
+            .read()
+            .map_err(|e| StorageError::internal("lock", e))?;
         let mut t: Vec<String> = idx.keys().cloned().collect();
         t.sort();
         Ok(t)
@@ -199,7 +277,9 @@ impl HotStore for LocalStore {
                 loop {
                     let lo = (tenant.as_str(), from, 0u32, 0u64);
                     let hi = (tenant.as_str(), i64::MAX, u32::MAX, u64::MAX);
-                    let Some(row) = table.range(lo..=hi)?.next() else { break };
+                    let Some(row) = table.range(lo..=hi)?.next() else {
+                        break;
+                    };
                     let bucket = row?.0.value().1;
                     out.push(bucket);
                     match bucket.checked_add(1) {
@@ -215,7 +295,13 @@ impl HotStore for LocalStore {
     }
 
     async fn delete_bucket(&self, tenant: &str, bucket: i64) -> Result<()> {
-        self.writer.submit(WriteJob::DeleteBucket { tenant: tenant.to_string(), bucket }).await.map(|_| ())
+        self.writer
+            .submit(WriteJob::DeleteBucket {
+                tenant: tenant.to_string(),
+                bucket,
+            })
+            .await
+            .map(|_| ())
     }
 }
 

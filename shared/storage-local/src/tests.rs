@@ -36,20 +36,53 @@ async fn write_reopen_and_query() {
         assert_eq!(stats.series_created, 0);
     }
     let store = open(dir.path()).unwrap();
-    let got = store.select("t1", &[Matcher::equal("__name__", "up")], 0, i64::MAX).await.unwrap();
+    let got = store
+        .select("t1", &[Matcher::equal("__name__", "up")], 0, i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2);
-    let a = got.iter().find(|s| s.labels.get("job") == Some("a")).unwrap();
-    assert_eq!(a.samples, vec![Sample::new(1000, 1.0), Sample::new(BUCKET_MS + 1000, 0.0)]);
+    let a = got
+        .iter()
+        .find(|s| s.labels.get("job") == Some("a"))
+        .unwrap();
+    assert_eq!(
+        a.samples,
+        vec![Sample::new(1000, 1.0), Sample::new(BUCKET_MS + 1000, 0.0)]
+    );
     // Time range is honoured, including across buckets.
-    let got = store.select("t1", &[Matcher::equal("job", "a")], 1500, BUCKET_MS * 2).await.unwrap();
+    let got = store
+        .select("t1", &[Matcher::equal("job", "a")], 1500, BUCKET_MS * 2)
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2, "up and other");
-    let up = got.iter().find(|s| s.labels.metric_name() == Some("up")).unwrap();
+    let up = got
+        .iter()
+        .find(|s| s.labels.metric_name() == Some("up"))
+        .unwrap();
     assert_eq!(up.samples, vec![Sample::new(BUCKET_MS + 1000, 0.0)]);
     // Tenants are isolated.
-    assert!(store.select("t2", &[], 0, i64::MAX).await.unwrap().is_empty());
-    assert_eq!(store.metadata("t1", Some("up")).await.unwrap()[0].metric_type, MetricType::Gauge);
-    assert_eq!(store.label_values("t1", "job", &[], 0, i64::MAX).await.unwrap(), vec!["a", "b"]);
-    assert_eq!(store.store().buckets("t1").await.unwrap(), vec![0, BUCKET_MS]);
+    assert!(
+        store
+            .select("t2", &[], 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.metadata("t1", Some("up")).await.unwrap()[0].metric_type,
+        MetricType::Gauge
+    );
+    assert_eq!(
+        store
+            .label_values("t1", "job", &[], 0, i64::MAX)
+            .await
+            .unwrap(),
+        vec!["a", "b"]
+    );
+    assert_eq!(
+        store.store().buckets("t1").await.unwrap(),
+        vec![0, BUCKET_MS]
+    );
     store.store().delete_bucket("t1", 0).await.unwrap();
     assert_eq!(store.store().buckets("t1").await.unwrap(), vec![BUCKET_MS]);
 }
@@ -64,7 +97,16 @@ async fn concurrent_writers_get_distinct_ids() {
         tasks.push(tokio::spawn(async move {
             for i in 0..20 {
                 let s = series("m", &format!("j{}", i % 10), &[(w * 100 + i, w as f64)]);
-                store.append("t", AppendBatch { series: vec![s], metadata: vec![] }).await.unwrap();
+                store
+                    .append(
+                        "t",
+                        AppendBatch {
+                            series: vec![s],
+                            metadata: vec![],
+                        },
+                    )
+                    .await
+                    .unwrap();
             }
         }));
     }

@@ -22,7 +22,11 @@ pub(crate) enum WriteJob {
     /// Allocate ids for label sets not yet indexed.
     Resolve { tenant: String, labels: Vec<Labels> },
     /// Store segments and metadata.
-    Write { tenant: String, segments: Vec<EncodedSegment>, metadata: Vec<MetricMetadata> },
+    Write {
+        tenant: String,
+        segments: Vec<EncodedSegment>,
+        metadata: Vec<MetricMetadata>,
+    },
     /// Remove every segment of a bucket.
     DeleteBucket { tenant: String, bucket: i64 },
 }
@@ -46,14 +50,22 @@ impl Writer {
             .spawn(move || run(&db, &shared, rx))
             .map_err(|e| tracing::error!(error = %e, "cannot start storage writer thread"))
             .ok();
-        Self { tx: Some(tx), thread }
+        Self {
+            tx: Some(tx),
+            thread,
+        }
     }
 
     pub(crate) async fn submit(&self, job: WriteJob) -> Result<Vec<(u64, bool)>> {
         let (reply, rx) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or_else(|| StorageError::Unavailable("storage writer stopped".into()))?;
-        tx.send((job, reply)).map_err(|_| StorageError::Unavailable("storage writer stopped".into()))?;
-        rx.await.map_err(|_| StorageError::Unavailable("storage writer stopped".into()))?
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| StorageError::Unavailable("storage writer stopped".into()))?;
+        tx.send((job, reply))
+            .map_err(|_| StorageError::Unavailable("storage writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StorageError::Unavailable("storage writer stopped".into()))?
     }
 }
 
@@ -95,7 +107,11 @@ fn run(db: &Database, shared: &Shared, rx: mpsc::Receiver<(WriteJob, Reply)>) {
 }
 
 /// Applies a group in one transaction; on success publishes new series to the shared index.
-fn commit_group(db: &Database, shared: &Shared, jobs: &[WriteJob]) -> std::result::Result<Vec<Vec<(u64, bool)>>, redb::Error> {
+fn commit_group(
+    db: &Database,
+    shared: &Shared,
+    jobs: &[WriteJob],
+) -> std::result::Result<Vec<Vec<(u64, bool)>>, redb::Error> {
     let txn = db.begin_write()?;
     let mut results = Vec::with_capacity(jobs.len());
     // Series created in this group, published only after the commit succeeds.
@@ -124,20 +140,36 @@ fn commit_group(db: &Database, shared: &Shared, jobs: &[WriteJob]) -> std::resul
                                 .or_insert_with(|| idx.map_or(0, |i| i.next_id()));
                             let id = *next;
                             *next += 1;
-                            series.insert((tenant.as_str(), id), codec::encode_labels(l).as_slice())?;
+                            series.insert(
+                                (tenant.as_str(), id),
+                                codec::encode_labels(l).as_slice(),
+                            )?;
                             pending.insert((tenant.clone(), l.clone()), id);
-                            created.entry(tenant.clone()).or_default().push((id, l.clone()));
+                            created
+                                .entry(tenant.clone())
+                                .or_default()
+                                .push((id, l.clone()));
                             out.push((id, true));
                         }
                     }
                     results.push(out);
                 }
-                WriteJob::Write { tenant, segments: segs, metadata: md } => {
+                WriteJob::Write {
+                    tenant,
+                    segments: segs,
+                    metadata: md,
+                } => {
                     for s in segs {
-                        segments.insert((tenant.as_str(), s.key.bucket, s.key.shard, s.content_id), s.bytes.as_slice())?;
+                        segments.insert(
+                            (tenant.as_str(), s.key.bucket, s.key.shard, s.content_id),
+                            s.bytes.as_slice(),
+                        )?;
                     }
                     for m in md {
-                        metadata.insert((tenant.as_str(), m.metric_family_name.as_str()), codec::encode_metadata(m).as_slice())?;
+                        metadata.insert(
+                            (tenant.as_str(), m.metric_family_name.as_str()),
+                            codec::encode_metadata(m).as_slice(),
+                        )?;
                         new_metadata.push((tenant.clone(), m.clone()));
                     }
                     results.push(Vec::new());
@@ -164,7 +196,9 @@ fn commit_group(db: &Database, shared: &Shared, jobs: &[WriteJob]) -> std::resul
     if !new_metadata.is_empty() {
         let mut md = shared.metadata.write().map_err(|_| poisoned())?;
         for (tenant, m) in new_metadata {
-            md.entry(tenant).or_default().insert(m.metric_family_name.clone(), m);
+            md.entry(tenant)
+                .or_default()
+                .insert(m.metric_family_name.clone(), m);
         }
     }
     Ok(results)

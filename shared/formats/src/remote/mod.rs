@@ -33,7 +33,9 @@ pub const HEADER_EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-
 
 /// Picks the protocol from a Content-Type header (absent means 1.0, as Prometheus does).
 /// Anything that is not protobuf or names an unknown message is an error (answer 415).
-pub fn protocol_from_content_type(content_type: Option<&str>) -> Result<Protocol, RemoteWriteError> {
+pub fn protocol_from_content_type(
+    content_type: Option<&str>,
+) -> Result<Protocol, RemoteWriteError> {
     let Some(ct) = content_type.map(str::trim).filter(|c| !c.is_empty()) else {
         return Ok(Protocol::V1);
     };
@@ -60,15 +62,26 @@ pub fn protocol_from_content_type(content_type: Option<&str>) -> Result<Protocol
 
 /// Decompresses a snappy *block* body, refusing to expand beyond `max_decoded` bytes.
 pub fn decompress_snappy(body: &[u8], max_decoded: usize) -> Result<Vec<u8>, RemoteWriteError> {
-    let len = snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
+    let len =
+        snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
     if len > max_decoded {
-        return Err(RemoteWriteError::TooLarge { size: len, limit: max_decoded, what: "decompressed body" });
+        return Err(RemoteWriteError::TooLarge {
+            size: len,
+            limit: max_decoded,
+            what: "decompressed body",
+        });
     }
-    snap::raw::Decoder::new().decompress_vec(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| RemoteWriteError::Snappy(e.to_string()))
 }
 
 /// Decodes a whole request body: snappy, then the protobuf of `protocol`, then validation.
-pub fn decode_request(body: &[u8], protocol: Protocol, max_decoded: usize) -> Result<DecodedWrite, RemoteWriteError> {
+pub fn decode_request(
+    body: &[u8],
+    protocol: Protocol,
+    max_decoded: usize,
+) -> Result<DecodedWrite, RemoteWriteError> {
     let raw = decompress_snappy(body, max_decoded)?;
     match protocol {
         Protocol::V1 => decode_v1(&raw),

@@ -31,10 +31,14 @@ impl DecodedWrite {
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteWriteError {
     /// Content-Type is not protobuf or names an unknown message (HTTP 415).
-    #[error("unsupported Content-Type {0:?}: remote write needs application/x-protobuf (proto=prometheus.WriteRequest or io.prometheus.write.v2.Request)")]
+    #[error(
+        "unsupported Content-Type {0:?}: remote write needs application/x-protobuf (proto=prometheus.WriteRequest or io.prometheus.write.v2.Request)"
+    )]
     UnsupportedContentType(String),
     /// Content-Encoding is not snappy (HTTP 415).
-    #[error("unsupported Content-Encoding {0:?}: remote write bodies must be snappy block-compressed")]
+    #[error(
+        "unsupported Content-Encoding {0:?}: remote write bodies must be snappy block-compressed"
+    )]
     UnsupportedEncoding(String),
     /// The body is larger than allowed (HTTP 413).
     #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
@@ -66,7 +70,9 @@ pub enum RemoteWriteError {
         reason: String,
     },
     /// A series carries native histograms, which are not supported yet (HTTP 400).
-    #[error("native histogram samples are not supported yet (first offending series: {series}); nothing of this request was stored")]
+    #[error(
+        "native histogram samples are not supported yet (first offending series: {series}); nothing of this request was stored"
+    )]
     NativeHistogram {
         /// The first offending series.
         series: String,
@@ -77,7 +83,8 @@ impl RemoteWriteError {
     /// The HTTP status this error answers with.
     pub fn status_code(&self) -> u16 {
         match self {
-            RemoteWriteError::UnsupportedContentType(_) | RemoteWriteError::UnsupportedEncoding(_) => 415,
+            RemoteWriteError::UnsupportedContentType(_)
+            | RemoteWriteError::UnsupportedEncoding(_) => 415,
             RemoteWriteError::TooLarge { .. } => 413,
             _ => 400,
         }
@@ -92,7 +99,10 @@ fn describe(labels: &[(&str, &str)]) -> String {
 /// Validates raw label pairs into a label set: no empty or duplicate names, a non-empty
 /// metric name. Empty values mean "absent" and are dropped, as Prometheus does.
 fn build_labels(pairs: &[(&str, &str)]) -> Result<Labels, RemoteWriteError> {
-    let invalid = |reason: String| RemoteWriteError::InvalidSeries { series: describe(pairs), reason };
+    let invalid = |reason: String| RemoteWriteError::InvalidSeries {
+        series: describe(pairs),
+        reason,
+    };
     let mut labels: Vec<Label> = Vec::with_capacity(pairs.len());
     for (name, value) in pairs {
         if name.is_empty() {
@@ -123,21 +133,32 @@ fn duplicate_name_among_empty<'a>(pairs: &[(&'a str, &str)]) -> Option<&'a str> 
 }
 
 fn samples(raw: &[pb::Sample]) -> Vec<Sample> {
-    let mut s: Vec<Sample> = raw.iter().map(|s| Sample::new(s.timestamp, s.value)).collect();
+    let mut s: Vec<Sample> = raw
+        .iter()
+        .map(|s| Sample::new(s.timestamp, s.value))
+        .collect();
     sort_and_dedup_samples(&mut s);
     s
 }
 
 /// Decodes and validates an uncompressed remote write 1.0 `WriteRequest`.
 pub fn decode_v1(raw: &[u8]) -> Result<DecodedWrite, RemoteWriteError> {
-    let req = pb::WriteRequest::decode(raw)
-        .map_err(|e| RemoteWriteError::Protobuf { message: "prometheus.WriteRequest", reason: e.to_string() })?;
+    let req = pb::WriteRequest::decode(raw).map_err(|e| RemoteWriteError::Protobuf {
+        message: "prometheus.WriteRequest",
+        reason: e.to_string(),
+    })?;
     let mut out = DecodedWrite::default();
     out.series.reserve(req.timeseries.len());
     for ts in &req.timeseries {
-        let pairs: Vec<(&str, &str)> = ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = ts
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
         if !ts.histograms.is_empty() {
-            return Err(RemoteWriteError::NativeHistogram { series: describe(&pairs) });
+            return Err(RemoteWriteError::NativeHistogram {
+                series: describe(&pairs),
+            });
         }
         let labels = build_labels(&pairs)?;
         out.exemplars += ts.exemplars.len();
@@ -161,13 +182,21 @@ pub fn decode_v1(raw: &[u8]) -> Result<DecodedWrite, RemoteWriteError> {
 
 /// Decodes and validates an uncompressed remote write 2.0 `Request`.
 pub fn decode_v2(raw: &[u8]) -> Result<DecodedWrite, RemoteWriteError> {
-    let req = pb::RequestV2::decode(raw)
-        .map_err(|e| RemoteWriteError::Protobuf { message: "io.prometheus.write.v2.Request", reason: e.to_string() })?;
+    let req = pb::RequestV2::decode(raw).map_err(|e| RemoteWriteError::Protobuf {
+        message: "io.prometheus.write.v2.Request",
+        reason: e.to_string(),
+    })?;
     let symbol = |r: u32| -> Result<&str, RemoteWriteError> {
-        req.symbols.get(r as usize).map(String::as_str).ok_or_else(|| RemoteWriteError::Protobuf {
-            message: "io.prometheus.write.v2.Request",
-            reason: format!("symbol reference {r} out of range (table has {} symbols)", req.symbols.len()),
-        })
+        req.symbols
+            .get(r as usize)
+            .map(String::as_str)
+            .ok_or_else(|| RemoteWriteError::Protobuf {
+                message: "io.prometheus.write.v2.Request",
+                reason: format!(
+                    "symbol reference {r} out of range (table has {} symbols)",
+                    req.symbols.len()
+                ),
+            })
     };
     let mut out = DecodedWrite::default();
     out.series.reserve(req.timeseries.len());
@@ -183,7 +212,9 @@ pub fn decode_v2(raw: &[u8]) -> Result<DecodedWrite, RemoteWriteError> {
             pairs.push((symbol(p[0])?, symbol(p[1])?));
         }
         if !ts.histograms.is_empty() {
-            return Err(RemoteWriteError::NativeHistogram { series: describe(&pairs) });
+            return Err(RemoteWriteError::NativeHistogram {
+                series: describe(&pairs),
+            });
         }
         let labels = build_labels(&pairs)?;
         out.exemplars += ts.exemplars.len();
