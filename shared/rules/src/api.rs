@@ -23,7 +23,9 @@ pub struct RulesFilter {
 impl RulesFilter {
     /// Builds the filter from decoded query/form pairs. An unknown `type` or a malformed
     /// `exclude_alerts` is an error (answer 400 `bad_data` with the message).
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
         let mut f = RulesFilter::default();
         for (k, v) in pairs {
             match k {
@@ -42,7 +44,9 @@ impl RulesFilter {
                     f.exclude_alerts = match v {
                         "" | "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
                         "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
-                        other => return Err(format!("parsing exclude_alerts: invalid value {other:?}")),
+                        other => {
+                            return Err(format!("parsing exclude_alerts: invalid value {other:?}"));
+                        }
                     }
                 }
                 _ => {}
@@ -58,7 +62,11 @@ pub fn format_value(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let s = format!("{v:e}");
     let (m, e) = s.split_once('e').unwrap_or((s.as_str(), "0"));
@@ -67,7 +75,8 @@ pub fn format_value(v: f64) -> String {
 }
 
 fn ts_or_zero(ms: Option<i64>) -> String {
-    ms.map(rfc3339).unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string())
+    ms.map(rfc3339)
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string())
 }
 
 fn health(h: Health) -> &'static str {
@@ -97,10 +106,10 @@ fn group_json(g: &RuleGroup, st: &GroupState, f: &RulesFilter) -> Option<Value> 
         if !f.rule_names.is_empty() && !f.rule_names.contains(&r.name) {
             continue;
         }
-        if let Some(alerting) = f.alerting_only {
-            if alerting != r.is_alerting() {
-                continue;
-            }
+        if let Some(alerting) = f.alerting_only
+            && alerting != r.is_alerting()
+        {
+            continue;
         }
         let rt = st.rules.get(&rule_key(r)).cloned().unwrap_or_default();
         let mut labels = g.labels.clone();
@@ -126,15 +135,29 @@ fn group_json(g: &RuleGroup, st: &GroupState, f: &RulesFilter) -> Option<Value> 
                 keep_firing_for_ms,
                 annotations,
             } => {
-                let active: Vec<_> = rt.alerts.values().filter(|a| a.state != AlertState::Inactive).collect();
-                let state = active.iter().map(|a| a.state).max().unwrap_or(AlertState::Inactive);
+                let active: Vec<_> = rt
+                    .alerts
+                    .values()
+                    .filter(|a| a.state != AlertState::Inactive)
+                    .collect();
+                let state = active
+                    .iter()
+                    .map(|a| a.state)
+                    .max()
+                    .unwrap_or(AlertState::Inactive);
                 m.insert("state".into(), json!(state.as_str()));
                 m.insert("duration".into(), json!(*for_ms as f64 / 1000.0));
-                m.insert("keepFiringFor".into(), json!(*keep_firing_for_ms as f64 / 1000.0));
+                m.insert(
+                    "keepFiringFor".into(),
+                    json!(*keep_firing_for_ms as f64 / 1000.0),
+                );
                 m.insert("labels".into(), json!(labels));
                 m.insert("annotations".into(), json!(annotations));
                 if !f.exclude_alerts {
-                    m.insert("alerts".into(), Value::Array(active.iter().map(|a| alert_json(a)).collect()));
+                    m.insert(
+                        "alerts".into(),
+                        Value::Array(active.iter().map(|a| alert_json(a)).collect()),
+                    );
                 }
                 m.insert("type".into(), json!("alerting"));
             }
@@ -174,7 +197,11 @@ pub fn alerts_data(mgr: &RuleManager) -> Value {
     for (g, st) in mgr.snapshot() {
         for r in &g.rules {
             if let Some(rt) = st.rules.get(&rule_key(r)) {
-                for a in rt.alerts.values().filter(|a| a.state != AlertState::Inactive) {
+                for a in rt
+                    .alerts
+                    .values()
+                    .filter(|a| a.state != AlertState::Inactive)
+                {
                     alerts.push(alert_json(a));
                 }
             }
@@ -197,7 +224,12 @@ mod tests {
 
     #[test]
     fn filter_parsing() {
-        let f = RulesFilter::from_pairs([("type", "alert"), ("rule_name[]", "A"), ("exclude_alerts", "true")]).expect("ok");
+        let f = RulesFilter::from_pairs([
+            ("type", "alert"),
+            ("rule_name[]", "A"),
+            ("exclude_alerts", "true"),
+        ])
+        .expect("ok");
         assert_eq!(f.alerting_only, Some(true));
         assert!(f.exclude_alerts);
         assert!(RulesFilter::from_pairs([("type", "bogus")]).is_err());

@@ -19,5 +19,7 @@ pub mod template;
 pub use error::{Result, RulesError};
 pub use manager::{AlertState, EvalReport, ManagerOptions, RuleManager};
 pub use notifier::{AlertingConfig, Notifier, PostableAlert};
-pub use rulefile::{GroupDefaults, Rule, RuleGroup, RuleKind, load_rule_file, load_rule_files, parse_rule_file};
+pub use rulefile::{
+    GroupDefaults, Rule, RuleGroup, RuleKind, load_rule_file, load_rule_files, parse_rule_file,
+};
 pub use state::{FileStateStore, MemStateStore, RuleStateStore};

@@ -121,10 +121,8 @@ impl Alert {
             return false;
         }
         let last = self.last_sent_at.unwrap_or(i64::MIN);
-        if let Some(r) = self.resolved_at {
-            if r > last {
-                return true;
-            }
+        if self.resolved_at.is_some_and(|r| r > last) {
+            return true;
         }
         last.saturating_add(resend_delay) < ts
     }
@@ -176,7 +174,10 @@ pub struct GroupState {
 /// The key of a rule inside its group's state: name plus a hash of its definition, so an edited
 /// rule starts fresh and an unchanged one keeps its alerts across reloads.
 pub fn rule_key(rule: &Rule) -> String {
-    let def = format!("{}\u{1}{}\u{1}{:?}\u{1}{:?}", rule.name, rule.expr, rule.labels, rule.kind);
+    let def = format!(
+        "{}\u{1}{}\u{1}{:?}\u{1}{:?}",
+        rule.name, rule.expr, rule.labels, rule.kind
+    );
     format!("{}/{:016x}", rule.name, fnv1a64(def.as_bytes()))
 }
 
@@ -206,6 +207,9 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Rows of a template `query`: label maps and values, or an error message.
+type QueryRows = std::result::Result<Vec<(BTreeMap<String, String>, f64)>, String>;
 
 /// What one group evaluation did.
 #[derive(Debug, Clone, Default)]
@@ -260,7 +264,8 @@ impl RuleManager {
     /// Replaces the groups. Groups with the same key and the same rules keep their runtime.
     pub fn set_groups(&self, groups: Vec<RuleGroup>) {
         let mut cur = self.groups.write().unwrap_or_else(|p| p.into_inner());
-        let mut old: HashMap<String, Arc<GroupRuntime>> = cur.drain(..).map(|g| (g.group.key(), g)).collect();
+        let mut old: HashMap<String, Arc<GroupRuntime>> =
+            cur.drain(..).map(|g| (g.group.key(), g)).collect();
         for g in groups {
             match old.remove(&g.key()) {
                 Some(rt) if rt.group == g => cur.push(rt),
@@ -279,7 +284,10 @@ impl RuleManager {
     }
 
     fn runtimes(&self) -> Vec<Arc<GroupRuntime>> {
-        self.groups.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Sets (or removes) the notifier.
@@ -292,13 +300,18 @@ impl RuleManager {
     pub fn load_config(&self, cfg: &ember_config::Config, base_dir: &Path) -> Result<()> {
         let defaults = GroupDefaults {
             interval_ms: cfg.global.evaluation_interval.as_millis().max(1),
-            query_offset_ms: cfg.global.rule_query_offset.map(|d| d.as_millis()).unwrap_or(0),
+            query_offset_ms: cfg
+                .global
+                .rule_query_offset
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
         };
         let groups = load_rule_files(&cfg.rule_files, base_dir, defaults)?;
         let notifier = match &cfg.alerting {
             Some(v) => {
                 let ac = AlertingConfig::from_value(v)?;
-                let ext: BTreeMap<String, String> = cfg.global.external_labels.clone().into_iter().collect();
+                let ext: BTreeMap<String, String> =
+                    cfg.global.external_labels.clone().into_iter().collect();
                 Some(Notifier::new(&ac, ext)?)
             }
             None => None,
@@ -329,10 +342,12 @@ impl RuleManager {
                 context: "evaluate".into(),
                 message: format!("no group {key}"),
             })?;
-        self.eval_runtime(&g, ts, true).await.ok_or_else(|| RulesError::State {
-            context: "evaluate".into(),
-            message: format!("group {key} already evaluated at or after {ts}"),
-        })
+        self.eval_runtime(&g, ts, true)
+            .await
+            .ok_or_else(|| RulesError::State {
+                context: "evaluate".into(),
+                message: format!("group {key} already evaluated at or after {ts}"),
+            })
     }
 
     /// The next aligned evaluation time of any group after `now` (ms).
@@ -346,12 +361,17 @@ impl RuleManager {
     /// One pass for the rules Lambda: evaluates what is due now and keeps evaluating
     /// sub-minute groups at their aligned times until `until`.
     pub async fn run_pass(&self, until: SystemTime) -> Vec<EvalReport> {
-        let until_ms = until.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let until_ms = until
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         let mut out = Vec::new();
         loop {
             let now = now_ms();
             out.extend(self.evaluate_due(now).await);
-            let Some(next) = self.next_eval_after(now) else { break };
+            let Some(next) = self.next_eval_after(now) else {
+                break;
+            };
             if next > until_ms {
                 break;
             }
@@ -442,7 +462,10 @@ impl RuleManager {
             let sample_ts = ts - g.group.query_offset_ms;
             for old in &rt.prev_series {
                 if !now_set.contains(old) {
-                    batch.push(Series::new(old.clone(), vec![Sample::new(sample_ts, stale_nan())]));
+                    batch.push(Series::new(
+                        old.clone(),
+                        vec![Sample::new(sample_ts, stale_nan())],
+                    ));
                 }
             }
             rt.prev_series = written.iter().map(|s| s.labels.clone()).collect();
@@ -469,7 +492,11 @@ impl RuleManager {
         state.last_eval_ms = Some(ts);
         state.eval_seconds = started.elapsed().as_secs_f64();
         state.version = 1;
-        let notifier = self.notifier.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let notifier = self
+            .notifier
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if !to_send.is_empty() {
             report.alerts_sent = to_send.clone();
             if let Some(n) = notifier {
@@ -495,7 +522,11 @@ impl RuleManager {
         }
     }
 
-    async fn query_vector(&self, expr: &str, t: i64) -> std::result::Result<Vec<(Labels, f64)>, String> {
+    async fn query_vector(
+        &self,
+        expr: &str,
+        t: i64,
+    ) -> std::result::Result<Vec<(Labels, f64)>, String> {
         let q: &dyn ember_storage::Querier = &*self.storage;
         let r = self
             .engine
@@ -505,8 +536,12 @@ impl RuleManager {
         match r.value {
             PromValue::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
             PromValue::Scalar { v, .. } => Ok(vec![(Labels::empty(), v)]),
-            PromValue::String { .. } => Err("rule result is a string, not a vector or scalar".into()),
-            PromValue::Matrix(_) => Err("rule result is a range vector, not an instant vector".into()),
+            PromValue::String { .. } => {
+                Err("rule result is a string, not a vector or scalar".into())
+            }
+            PromValue::Matrix(_) => {
+                Err("rule result is a range vector, not an instant vector".into())
+            }
         }
     }
 
@@ -542,7 +577,11 @@ impl RuleManager {
                     out.push(Series::new(l, vec![Sample::new(qt, v)]));
                 }
                 if group.limit > 0 && out.len() as u64 > group.limit {
-                    return Err(format!("exceeded limit of {} with {} series", group.limit, out.len()));
+                    return Err(format!(
+                        "exceeded limit of {} with {} series",
+                        group.limit,
+                        out.len()
+                    ));
                 }
                 Ok(out)
             }
@@ -553,8 +592,7 @@ impl RuleManager {
             } => {
                 let rows = self.query_vector(&rule.expr, qt).await?;
                 // Run literal `query` calls of the templates first (they need the async engine).
-                let mut queries: HashMap<String, std::result::Result<Vec<(BTreeMap<String, String>, f64)>, String>> =
-                    HashMap::new();
+                let mut queries: HashMap<String, QueryRows> = HashMap::new();
                 for src in labels.values().chain(annotations.values()) {
                     for q in template::query_literals(src) {
                         if queries.contains_key(&q) {
@@ -562,22 +600,32 @@ impl RuleManager {
                         }
                         let r = self.query_vector(&q, qt).await.map(|rows| {
                             rows.into_iter()
-                                .map(|(l, v)| (l.iter().map(|l| (l.name.clone(), l.value.clone())).collect(), v))
+                                .map(|(l, v)| {
+                                    (
+                                        l.iter()
+                                            .map(|l| (l.name.clone(), l.value.clone()))
+                                            .collect(),
+                                        v,
+                                    )
+                                })
                                 .collect()
                         });
                         queries.insert(q, r);
                     }
                 }
-                let qf = |q: &str| -> std::result::Result<Vec<(BTreeMap<String, String>, f64)>, String> {
-                    queries
-                        .get(q)
-                        .cloned()
-                        .unwrap_or_else(|| Err(format!("query {q:?} is not a literal; only literal queries are supported")))
+                let qf = |q: &str| -> QueryRows {
+                    queries.get(q).cloned().unwrap_or_else(|| {
+                        Err(format!(
+                            "query {q:?} is not a literal; only literal queries are supported"
+                        ))
+                    })
                 };
                 let mut result: BTreeMap<String, Alert> = BTreeMap::new();
                 for (l, v) in rows {
-                    let tmpl_labels: BTreeMap<String, String> =
-                        l.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                    let tmpl_labels: BTreeMap<String, String> = l
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect();
                     let ctx = template::Context {
                         labels: tmpl_labels.clone(),
                         external_labels: self.opts.external_labels.clone(),
@@ -588,9 +636,8 @@ impl RuleManager {
                     let mut out_labels: BTreeMap<String, String> = tmpl_labels;
                     out_labels.remove(METRIC_NAME);
                     for (k, src) in &labels {
-                        let val = template::expand(src, &ctx).unwrap_or_else(|e| {
-                            format!("<error expanding template: {e}>")
-                        });
+                        let val = template::expand(src, &ctx)
+                            .unwrap_or_else(|e| format!("<error expanding template: {e}>"));
                         if val.is_empty() {
                             out_labels.remove(k);
                         } else {
@@ -600,9 +647,8 @@ impl RuleManager {
                     out_labels.insert("alertname".into(), rule.name.clone());
                     let mut ann = BTreeMap::new();
                     for (k, src) in annotations {
-                        let val = template::expand(src, &ctx).unwrap_or_else(|e| {
-                            format!("<error expanding template: {e}>")
-                        });
+                        let val = template::expand(src, &ctx)
+                            .unwrap_or_else(|e| format!("<error expanding template: {e}>"));
                         ann.insert(k.clone(), val);
                     }
                     let key = labels_key(&out_labels);
@@ -649,7 +695,8 @@ impl RuleManager {
                             }
                         }
                         if a.state == AlertState::Pending
-                            || a.resolved_at.is_some_and(|r| ts - r > RESOLVED_RETENTION_MS)
+                            || a.resolved_at
+                                .is_some_and(|r| ts - r > RESOLVED_RETENTION_MS)
                         {
                             remove.push(k.clone());
                         }
@@ -674,7 +721,10 @@ impl RuleManager {
                 }
                 if group.limit > 0 && active > group.limit {
                     rt.alerts.clear();
-                    return Err(format!("exceeded limit of {} with {} alerts", group.limit, active));
+                    return Err(format!(
+                        "exceeded limit of {} with {} alerts",
+                        group.limit, active
+                    ));
                 }
                 let mut out = Vec::new();
                 for a in rt.alerts.values() {
@@ -700,7 +750,13 @@ impl RuleManager {
         }
     }
 
-    fn collect_sends(&self, group: &RuleGroup, rule: &Rule, rt: &mut RuleRuntime, ts: i64) -> Vec<PostableAlert> {
+    fn collect_sends(
+        &self,
+        group: &RuleGroup,
+        rule: &Rule,
+        rt: &mut RuleRuntime,
+        ts: i64,
+    ) -> Vec<PostableAlert> {
         let delay = self.opts.resend_delay_ms;
         let delta = delay.max(group.interval_ms);
         let mut out = Vec::new();
@@ -726,7 +782,12 @@ impl RuleManager {
     pub fn snapshot(&self) -> Vec<(RuleGroup, GroupState)> {
         self.runtimes()
             .iter()
-            .map(|g| (g.group.clone(), g.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()))
+            .map(|g| {
+                (
+                    g.group.clone(),
+                    g.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone(),
+                )
+            })
             .collect()
     }
 

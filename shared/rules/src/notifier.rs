@@ -113,22 +113,34 @@ pub struct Authorization {
 impl AlertingConfig {
     /// Parses the raw `alerting` section of the configuration.
     pub fn from_value(v: &serde_json::Value) -> Result<Self> {
-        let cfg: AlertingConfig =
-            serde_json::from_value(v.clone()).map_err(|e| RulesError::AlertingConfig(e.to_string()))?;
+        let cfg: AlertingConfig = serde_json::from_value(v.clone())
+            .map_err(|e| RulesError::AlertingConfig(e.to_string()))?;
         for am in &cfg.alertmanagers {
-            if let Some(v) = &am.api_version {
-                if v != "v2" {
-                    return Err(RulesError::AlertingConfig(format!(
-                        "api_version {v:?} is not supported (only v2)"
-                    )));
-                }
+            if let Some(v) = &am.api_version
+                && v != "v2"
+            {
+                return Err(RulesError::AlertingConfig(format!(
+                    "api_version {v:?} is not supported (only v2)"
+                )));
             }
             if am.scheme != "http" && am.scheme != "https" {
-                return Err(RulesError::AlertingConfig(format!("unknown scheme {:?}", am.scheme)));
+                return Err(RulesError::AlertingConfig(format!(
+                    "unknown scheme {:?}",
+                    am.scheme
+                )));
             }
         }
-        for r in cfg.alert_relabel_configs.iter().chain(cfg.alertmanagers.iter().flat_map(|a| a.alert_relabel_configs.iter())) {
-            r.validate().map_err(|e| RulesError::AlertingConfig(format!("alert_relabel_configs: {}: {}", e.action, e.message)))?;
+        for r in cfg.alert_relabel_configs.iter().chain(
+            cfg.alertmanagers
+                .iter()
+                .flat_map(|a| a.alert_relabel_configs.iter()),
+        ) {
+            r.validate().map_err(|e| {
+                RulesError::AlertingConfig(format!(
+                    "alert_relabel_configs: {}: {}",
+                    e.action, e.message
+                ))
+            })?;
         }
         Ok(cfg)
     }
@@ -173,8 +185,16 @@ fn base64(data: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         o.push(T[(n >> 18) as usize & 63] as char);
         o.push(T[(n >> 12) as usize & 63] as char);
-        o.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        o.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        o.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        o.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     o
 }
@@ -195,7 +215,10 @@ impl Notifier {
         for am in &cfg.alertmanagers {
             let auth = if let Some(b) = &am.basic_auth {
                 let pw = read_secret(&b.password, &b.password_file, "password")?;
-                Some(format!("Basic {}", base64(format!("{}:{pw}", b.username).as_bytes())))
+                Some(format!(
+                    "Basic {}",
+                    base64(format!("{}:{pw}", b.username).as_bytes())
+                ))
             } else if let Some(a) = &am.authorization {
                 let cred = read_secret(&a.credentials, &a.credentials_file, "credentials")?;
                 Some(format!("{} {cred}", a.kind.as_deref().unwrap_or("Bearer")))
@@ -208,7 +231,10 @@ impl Notifier {
                     endpoints.push(Endpoint {
                         url: format!("{}://{t}{prefix}/api/v2/alerts", am.scheme),
                         auth: auth.clone(),
-                        timeout: am.timeout.map(|d| d.as_duration()).unwrap_or(Duration::from_secs(10)),
+                        timeout: am
+                            .timeout
+                            .map(|d| d.as_duration())
+                            .unwrap_or(Duration::from_secs(10)),
                         relabel: am.alert_relabel_configs.clone(),
                     });
                 }
@@ -245,11 +271,15 @@ impl Notifier {
                 for (k, v) in &self.external_labels {
                     a.labels.entry(k.clone()).or_insert_with(|| v.clone());
                 }
-                let labels = relabel::process(&Labels::from_pairs(a.labels.clone()), &self.relabel)?;
+                let labels =
+                    relabel::process(&Labels::from_pairs(a.labels.clone()), &self.relabel)?;
                 if labels.is_empty() {
                     return None;
                 }
-                a.labels = labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                a.labels = labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect();
                 Some(a)
             })
             .collect()
@@ -272,9 +302,13 @@ impl Notifier {
                 alerts
                     .iter()
                     .filter_map(|a| {
-                        let l = relabel::process(&Labels::from_pairs(a.labels.clone()), &ep.relabel)?;
+                        let l =
+                            relabel::process(&Labels::from_pairs(a.labels.clone()), &ep.relabel)?;
                         let mut a = a.clone();
-                        a.labels = l.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                        a.labels = l
+                            .iter()
+                            .map(|l| (l.name.clone(), l.value.clone()))
+                            .collect();
                         Some(a)
                     })
                     .collect()
@@ -292,7 +326,11 @@ impl Notifier {
         report
     }
 
-    async fn post(&self, ep: &Endpoint, batch: &[PostableAlert]) -> std::result::Result<(), String> {
+    async fn post(
+        &self,
+        ep: &Endpoint,
+        batch: &[PostableAlert],
+    ) -> std::result::Result<(), String> {
         let body = serde_json::to_vec(batch).map_err(|e| e.to_string())?;
         let mut req = self
             .client
@@ -307,7 +345,10 @@ impl Notifier {
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            return Err(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()));
+            return Err(format!(
+                "HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ));
         }
         Ok(())
     }
@@ -334,11 +375,20 @@ mod tests {
                 "basic_auth": {"username": "u", "password": "p"}, "timeout": "5s"}]
         });
         let cfg = AlertingConfig::from_value(&v).expect("config");
-        let ext = BTreeMap::from([("cluster".to_string(), "eu".to_string()), ("replica".to_string(), "a".to_string())]);
+        let ext = BTreeMap::from([
+            ("cluster".to_string(), "eu".to_string()),
+            ("replica".to_string(), "a".to_string()),
+        ]);
         let n = Notifier::new(&cfg, ext).expect("notifier");
-        assert_eq!(n.urls(), vec!["http://127.0.0.1:9093/am/api/v2/alerts".to_string()]);
+        assert_eq!(
+            n.urls(),
+            vec!["http://127.0.0.1:9093/am/api/v2/alerts".to_string()]
+        );
         let a = PostableAlert {
-            labels: BTreeMap::from([("alertname".to_string(), "X".to_string()), ("cluster".to_string(), "us".to_string())]),
+            labels: BTreeMap::from([
+                ("alertname".to_string(), "X".to_string()),
+                ("cluster".to_string(), "us".to_string()),
+            ]),
             annotations: BTreeMap::new(),
             starts_at: String::new(),
             ends_at: String::new(),
@@ -347,6 +397,11 @@ mod tests {
         let out = n.prepare(vec![a]);
         assert_eq!(out[0].labels.get("cluster").map(String::as_str), Some("us"));
         assert!(!out[0].labels.contains_key("replica"));
-        assert!(AlertingConfig::from_value(&serde_json::json!({"alertmanagers": [{"api_version": "v1"}]})).is_err());
+        assert!(
+            AlertingConfig::from_value(
+                &serde_json::json!({"alertmanagers": [{"api_version": "v1"}]})
+            )
+            .is_err()
+        );
     }
 }

@@ -143,8 +143,11 @@ fn invalid(file: &str, line: u64, reason: impl Into<String>) -> RulesError {
 fn yaml_error_line(msg: &str) -> u64 {
     // serde-saphyr reports "... at line N, column M".
     let re = regex::Regex::new(r"line (\d+)").ok();
-    re.and_then(|re| re.captures(msg).and_then(|c| c.get(1)?.as_str().parse().ok()))
-        .unwrap_or(0)
+    re.and_then(|re| {
+        re.captures(msg)
+            .and_then(|c| c.get(1)?.as_str().parse().ok())
+    })
+    .unwrap_or(0)
 }
 
 /// Parses and validates one rule file's text. Any error rejects the whole file.
@@ -162,7 +165,11 @@ pub fn parse_rule_file(text: &str, file: &str, defaults: GroupDefaults) -> Resul
             return Err(invalid(file, line, "group name must not be empty"));
         }
         if !names.insert(g.name.clone()) {
-            return Err(invalid(file, line, format!("groupname: \"{}\" is repeated in the same file", g.name)));
+            return Err(invalid(
+                file,
+                line,
+                format!("groupname: \"{}\" is repeated in the same file", g.name),
+            ));
         }
         for k in g.labels.keys() {
             check_label_name(file, line, k)?;
@@ -172,7 +179,10 @@ pub fn parse_rule_file(text: &str, file: &str, defaults: GroupDefaults) -> Resul
             let rline = r.referenced.line();
             rules.push(validate_rule(file, rline, r.value)?);
         }
-        let interval_ms = g.interval.map(|d| d.as_millis()).unwrap_or(defaults.interval_ms);
+        let interval_ms = g
+            .interval
+            .map(|d| d.as_millis())
+            .unwrap_or(defaults.interval_ms);
         if interval_ms <= 0 {
             return Err(invalid(file, line, "group interval must be positive"));
         }
@@ -180,7 +190,10 @@ pub fn parse_rule_file(text: &str, file: &str, defaults: GroupDefaults) -> Resul
             file: file.to_string(),
             name: g.name,
             interval_ms,
-            query_offset_ms: g.query_offset.map(|d| d.as_millis()).unwrap_or(defaults.query_offset_ms),
+            query_offset_ms: g
+                .query_offset
+                .map(|d| d.as_millis())
+                .unwrap_or(defaults.query_offset_ms),
             limit: g.limit.unwrap_or(0),
             labels: g.labels,
             rules,
@@ -203,30 +216,54 @@ fn validate_rule(file: &str, line: u64, r: RawRule) -> Result<Rule> {
         return Err(invalid(file, line, "field 'expr' must be set in rule"));
     }
     if let Err(e) = promql_parser::parser::parse(&expr) {
-        return Err(invalid(file, expr_line, format!("could not parse expression: {e}")));
+        return Err(invalid(
+            file,
+            expr_line,
+            format!("could not parse expression: {e}"),
+        ));
     }
     for k in r.labels.keys() {
         check_label_name(file, line, k)?;
     }
     let (name, kind) = match (r.record, r.alert) {
         (Some(_), Some(_)) => {
-            return Err(invalid(file, line, "only one of 'record' and 'alert' must be set"));
+            return Err(invalid(
+                file,
+                line,
+                "only one of 'record' and 'alert' must be set",
+            ));
         }
         (None, None) => {
-            return Err(invalid(file, line, "one of 'record' or 'alert' must be set"));
+            return Err(invalid(
+                file,
+                line,
+                "one of 'record' or 'alert' must be set",
+            ));
         }
         (Some(record), None) => {
             if !ember_model::labels::is_valid_legacy_metric_name(&record) {
-                return Err(invalid(file, line, format!("invalid recording rule name: {record}")));
+                return Err(invalid(
+                    file,
+                    line,
+                    format!("invalid recording rule name: {record}"),
+                ));
             }
             if !r.annotations.is_empty() {
-                return Err(invalid(file, line, "invalid field 'annotations' in recording rule"));
+                return Err(invalid(
+                    file,
+                    line,
+                    "invalid field 'annotations' in recording rule",
+                ));
             }
             if r.for_.is_some() {
                 return Err(invalid(file, line, "invalid field 'for' in recording rule"));
             }
             if r.keep_firing_for.is_some() {
-                return Err(invalid(file, line, "invalid field 'keep_firing_for' in recording rule"));
+                return Err(invalid(
+                    file,
+                    line,
+                    "invalid field 'keep_firing_for' in recording rule",
+                ));
             }
             (record, RuleKind::Recording)
         }
@@ -272,7 +309,11 @@ pub fn load_rule_file(path: &Path, defaults: GroupDefaults) -> Result<Vec<RuleGr
 
 /// Expands `rule_files` globs (relative to `base_dir`) and loads every matching file, sorted by
 /// path. The first invalid file fails the whole load, so a caller can keep its running rules.
-pub fn load_rule_files(patterns: &[String], base_dir: &Path, defaults: GroupDefaults) -> Result<Vec<RuleGroup>> {
+pub fn load_rule_files(
+    patterns: &[String],
+    base_dir: &Path,
+    defaults: GroupDefaults,
+) -> Result<Vec<RuleGroup>> {
     let mut paths = Vec::new();
     for p in patterns {
         let full = if Path::new(p).is_absolute() {

@@ -71,7 +71,13 @@ impl FileStateStore {
         // File-name-safe and collision-free: hex of the key's bytes, shortened with a hash when long.
         let mut name: String = group
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         if name.len() > 100 {
             name.truncate(100);
@@ -108,9 +114,11 @@ impl RuleStateStore for FileStateStore {
     async fn put(&self, group: &str, blob: Vec<u8>) -> Result<()> {
         let path = self.path(group);
         let tmp = path.with_extension("json.tmp");
-        let err = |context: String| move |e: std::io::Error| RulesError::State {
-            context,
-            message: e.to_string(),
+        let err = |context: String| {
+            move |e: std::io::Error| RulesError::State {
+                context,
+                message: e.to_string(),
+            }
         };
         let tmp2 = tmp.clone();
         let path2 = path.clone();

@@ -87,7 +87,10 @@ impl Value {
             Value::Float(f) => fmt_g(*f, None),
             Value::Str(s) => s.clone(),
             Value::Map(m) => {
-                let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{}", v.render())).collect();
+                let parts: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{}", v.render()))
+                    .collect();
                 format!("map[{}]", parts.join(" "))
             }
             Value::List(l) => {
@@ -110,24 +113,70 @@ impl Value {
                 _ => Err(format!("can't evaluate field {name} in type sample")),
             },
             Value::Nil => Ok(Value::Nil),
-            other => Err(format!("can't evaluate field {name} in type {}", other.type_name())),
+            other => Err(format!(
+                "can't evaluate field {name} in type {}",
+                other.type_name()
+            )),
         }
     }
 }
 
 /// A map value from string labels.
 pub fn labels_value(labels: &BTreeMap<String, String>) -> Value {
-    Value::Map(labels.iter().map(|(k, v)| (k.clone(), Value::Str(v.clone()))).collect())
+    Value::Map(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
+            .collect(),
+    )
 }
 
 /// Functions available in templates.
 pub const FUNCTIONS: &[&str] = &[
-    "and", "or", "not", "len", "index", "print", "printf", "println", "html", "js", "urlquery", "eq",
-    "ne", "lt", "le", "gt", "ge", "query", "first", "label", "value", "strvalue", "sortByLabel",
-    "args", "reReplaceAll", "match", "title", "toUpper", "toLower", "humanize", "humanize1024",
-    "humanizeDuration", "humanizePercentage", "humanizeTimestamp", "toTime", "pathPrefix",
-    "externalURL", "safeHtml", "stripPort", "stripDomain", "parseDuration", "graphLink",
-    "tableLink", "tmpl",
+    "and",
+    "or",
+    "not",
+    "len",
+    "index",
+    "print",
+    "printf",
+    "println",
+    "html",
+    "js",
+    "urlquery",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "query",
+    "first",
+    "label",
+    "value",
+    "strvalue",
+    "sortByLabel",
+    "args",
+    "reReplaceAll",
+    "match",
+    "title",
+    "toUpper",
+    "toLower",
+    "humanize",
+    "humanize1024",
+    "humanizeDuration",
+    "humanizePercentage",
+    "humanizeTimestamp",
+    "toTime",
+    "pathPrefix",
+    "externalURL",
+    "safeHtml",
+    "stripPort",
+    "stripDomain",
+    "parseDuration",
+    "graphLink",
+    "tableLink",
+    "tmpl",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -180,7 +229,10 @@ enum Tok {
 }
 
 fn split_fields(s: &str) -> Vec<String> {
-    s.split('.').filter(|p| !p.is_empty()).map(str::to_string).collect()
+    s.split('.')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn lex(src: &str) -> Result<Vec<Tok>, String> {
@@ -189,7 +241,9 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
     let mut out = Vec::new();
     let word = |i: &mut usize| {
         let start = *i;
-        while *i < chars.len() && (chars[*i].is_alphanumeric() || chars[*i] == '_' || chars[*i] == '.') {
+        while *i < chars.len()
+            && (chars[*i].is_alphanumeric() || chars[*i] == '_' || chars[*i] == '.')
+        {
             *i += 1;
         }
         chars[start..*i].iter().collect::<String>()
@@ -281,11 +335,17 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                 let w = word(&mut i);
                 out.push(Tok::Field(split_fields(&w)));
             }
-            c if c.is_ascii_digit() || ((c == '-' || c == '+') && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || ((c == '-' || c == '+')
+                    && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 let start = i;
                 i += 1;
                 while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
+                    && (chars[i].is_ascii_alphanumeric()
+                        || chars[i] == '.'
+                        || ((chars[i] == '-' || chars[i] == '+')
+                            && matches!(chars[i - 1], 'e' | 'E')))
                 {
                     i += 1;
                 }
@@ -305,12 +365,14 @@ fn parse_num(s: &str) -> Result<Value, String> {
     if let Ok(i) = s.parse::<i64>() {
         return Ok(Value::Int(i));
     }
-    if let Some(h) = s.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(h, 16) {
-            return Ok(Value::Int(i));
-        }
+    if let Some(h) = s.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(h, 16)
+    {
+        return Ok(Value::Int(i));
     }
-    s.parse::<f64>().map(Value::Float).map_err(|_| format!("bad number syntax: {s:?}"))
+    s.parse::<f64>()
+        .map(Value::Float)
+        .map_err(|_| format!("bad number syntax: {s:?}"))
 }
 
 struct PipeParser<'a> {
@@ -385,7 +447,9 @@ impl PipeParser<'_> {
                         }
                         Arg::Sub(Box::new(inner), fields)
                     }
-                    Tok::Declare | Tok::Assign | Tok::Comma => return Err("unexpected declaration".into()),
+                    Tok::Declare | Tok::Assign | Tok::Comma => {
+                        return Err("unexpected declaration".into());
+                    }
                 };
                 args.push(arg);
                 self.pos += 1;
@@ -406,7 +470,10 @@ impl PipeParser<'_> {
 
 fn parse_pipeline(src: &str, allow_decl: bool) -> Result<Pipeline, String> {
     let toks = lex(src)?;
-    let mut p = PipeParser { toks: &toks, pos: 0 };
+    let mut p = PipeParser {
+        toks: &toks,
+        pos: 0,
+    };
     let pipe = p.pipeline(allow_decl)?;
     if p.pos != toks.len() {
         return Err(format!("unexpected token in {src:?}"));
@@ -485,13 +552,13 @@ fn find_close(s: &str) -> Option<usize> {
     None
 }
 
-enum End {
+enum BlockEnd {
     Eof,
     End,
     Else(Option<String>),
 }
 
-fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, End), String> {
+fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, BlockEnd), String> {
     let mut nodes = Vec::new();
     while *pos < items.len() {
         let item = &items[*pos];
@@ -510,13 +577,13 @@ fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, End), Strin
                     continue;
                 }
                 match kw {
-                    "end" => return Ok((nodes, End::End)),
+                    "end" => return Ok((nodes, BlockEnd::End)),
                     "else" => {
                         let cond = rest.strip_prefix("if").map(|r| r.trim().to_string());
                         if !rest.is_empty() && cond.is_none() {
                             return Err(format!("unexpected {a:?}"));
                         }
-                        return Ok((nodes, End::Else(cond)));
+                        return Ok((nodes, BlockEnd::Else(cond)));
                     }
                     "if" | "range" | "with" => {
                         let pipe = parse_pipeline(rest, true)?;
@@ -531,22 +598,22 @@ fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, End), Strin
             }
         }
     }
-    Ok((nodes, End::Eof))
+    Ok((nodes, BlockEnd::Eof))
 }
 
 fn parse_block(kw: &str, pipe: Pipeline, items: &[Item], pos: &mut usize) -> Result<Node, String> {
     let (body, end) = parse_list(items, pos)?;
     let else_nodes = match end {
-        End::Eof => return Err(format!("unexpected EOF in {kw}")),
-        End::End => Vec::new(),
-        End::Else(None) => {
+        BlockEnd::Eof => return Err(format!("unexpected EOF in {kw}")),
+        BlockEnd::End => Vec::new(),
+        BlockEnd::Else(None) => {
             let (e, end2) = parse_list(items, pos)?;
-            if !matches!(end2, End::End) {
+            if !matches!(end2, BlockEnd::End) {
                 return Err(format!("expected end after else in {kw}"));
             }
             e
         }
-        End::Else(Some(cond)) => {
+        BlockEnd::Else(Some(cond)) => {
             // else if: a nested if that shares our end.
             let p = parse_pipeline(&cond, true)?;
             vec![parse_block("if", p, items, pos)?]
@@ -565,9 +632,9 @@ pub fn parse(src: &str) -> Result<Template, String> {
     let mut pos = 0;
     let (nodes, end) = parse_list(&items, &mut pos)?;
     match end {
-        End::Eof => Ok(Template { nodes }),
-        End::End => Err("unexpected {{end}}".into()),
-        End::Else(_) => Err("unexpected {{else}}".into()),
+        BlockEnd::Eof => Ok(Template { nodes }),
+        BlockEnd::End => Err("unexpected {{end}}".into()),
+        BlockEnd::Else(_) => Err("unexpected {{else}}".into()),
     }
 }
 
@@ -579,10 +646,10 @@ pub fn query_literals(src: &str) -> Vec<String> {
     let mut out = Vec::new();
     fn walk_pipe(p: &Pipeline, out: &mut Vec<String>) {
         for cmd in &p.cmds {
-            if let (Some(Arg::Ident(f)), Some(Arg::Lit(Value::Str(q)))) = (cmd.first(), cmd.get(1)) {
-                if f == "query" {
-                    out.push(q.clone());
-                }
+            if let (Some(Arg::Ident(f)), Some(Arg::Lit(Value::Str(q)))) = (cmd.first(), cmd.get(1))
+                && f == "query"
+            {
+                out.push(q.clone());
             }
             for a in cmd {
                 if let Arg::Sub(inner, _) = a {
@@ -654,7 +721,10 @@ impl Template {
         let mut root = BTreeMap::new();
         root.insert("Labels".to_string(), labels.clone());
         root.insert("ExternalLabels".to_string(), ext.clone());
-        root.insert("ExternalURL".to_string(), Value::Str(ctx.external_url.clone()));
+        root.insert(
+            "ExternalURL".to_string(),
+            Value::Str(ctx.external_url.clone()),
+        );
         root.insert("Value".to_string(), Value::Float(ctx.value));
         let root = Value::Map(root);
         let mut ex = Exec {
@@ -663,7 +733,10 @@ impl Template {
                 ("$".to_string(), root.clone()),
                 ("$labels".to_string(), labels),
                 ("$externalLabels".to_string(), ext),
-                ("$externalURL".to_string(), Value::Str(ctx.external_url.clone())),
+                (
+                    "$externalURL".to_string(),
+                    Value::Str(ctx.external_url.clone()),
+                ),
                 ("$value".to_string(), Value::Float(ctx.value)),
             ],
             out: String::new(),
@@ -692,14 +765,22 @@ impl Exec<'_, '_> {
                 Node::If(p, a, b) => {
                     let mark = self.vars.len();
                     let v = self.pipeline(p, dot)?;
-                    let r = if v.truthy() { self.run(a, dot) } else { self.run(b, dot) };
+                    let r = if v.truthy() {
+                        self.run(a, dot)
+                    } else {
+                        self.run(b, dot)
+                    };
                     self.vars.truncate(mark);
                     r?;
                 }
                 Node::With(p, a, b) => {
                     let mark = self.vars.len();
                     let v = self.pipeline(p, dot)?;
-                    let r = if v.truthy() { self.run(a, &v) } else { self.run(b, dot) };
+                    let r = if v.truthy() {
+                        self.run(a, &v)
+                    } else {
+                        self.run(b, dot)
+                    };
                     self.vars.truncate(mark);
                     r?;
                 }
@@ -712,11 +793,19 @@ impl Exec<'_, '_> {
                     };
                     let v = self.pipeline(&inner, dot)?;
                     let elems: Vec<(Value, Value)> = match v {
-                        Value::List(l) => l.into_iter().enumerate().map(|(i, v)| (Value::Int(i as i64), v)).collect(),
+                        Value::List(l) => l
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| (Value::Int(i as i64), v))
+                            .collect(),
                         Value::Map(m) => m.into_iter().map(|(k, v)| (Value::Str(k), v)).collect(),
                         Value::Nil => Vec::new(),
-                        Value::Int(n) => (0..n.max(0)).map(|i| (Value::Int(i), Value::Int(i))).collect(),
-                        other => return Err(format!("range can't iterate over {}", other.render())),
+                        Value::Int(n) => (0..n.max(0))
+                            .map(|i| (Value::Int(i), Value::Int(i)))
+                            .collect(),
+                        other => {
+                            return Err(format!("range can't iterate over {}", other.render()));
+                        }
                     };
                     let r = if elems.is_empty() {
                         self.run(b, dot)
@@ -845,7 +934,8 @@ fn cmp(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
         (Value::Bool(x), Value::Bool(y)) => Ok(x.cmp(y)),
         _ => {
             let (x, y) = (a.as_f64()?, b.as_f64()?);
-            x.partial_cmp(&y).ok_or_else(|| "incomparable values".to_string())
+            x.partial_cmp(&y)
+                .ok_or_else(|| "incomparable values".to_string())
         }
     }
 }
@@ -902,9 +992,10 @@ fn call_function(ctx: &Context<'_>, f: &str, args: Vec<Value>) -> Result<Value, 
             for k in it {
                 v = match (&v, &k) {
                     (Value::Map(m), key) => m.get(&s(key)).cloned().unwrap_or(Value::Nil),
-                    (Value::List(l), Value::Int(i)) => {
-                        l.get(usize::try_from(*i).map_err(|_| "index out of range")?).cloned().ok_or("index out of range")?
-                    }
+                    (Value::List(l), Value::Int(i)) => l
+                        .get(usize::try_from(*i).map_err(|_| "index out of range")?)
+                        .cloned()
+                        .ok_or("index out of range")?,
                     (Value::Sample { .. }, key) => v.field(&s(key))?,
                     _ => return Err(format!("can't index item of type {}", v.type_name())),
                 };
@@ -965,19 +1056,28 @@ fn call_function(ctx: &Context<'_>, f: &str, args: Vec<Value>) -> Result<Value, 
             want(&args, 1)?;
             let q = ctx.query.ok_or("query is not available here")?;
             let rows = q(&s(&args[0]))?;
-            Value::List(rows.into_iter().map(|(labels, value)| Value::Sample { labels, value }).collect())
+            Value::List(
+                rows.into_iter()
+                    .map(|(labels, value)| Value::Sample { labels, value })
+                    .collect(),
+            )
         }
         "first" => {
             want(&args, 1)?;
             match &args[0] {
-                Value::List(l) => l.first().cloned().ok_or("first() called on vector with no elements")?,
+                Value::List(l) => l
+                    .first()
+                    .cloned()
+                    .ok_or("first() called on vector with no elements")?,
                 _ => return Err("first() needs a query result".into()),
             }
         }
         "label" => {
             want(&args, 2)?;
             match &args[1] {
-                Value::Sample { labels, .. } => Value::Str(labels.get(&s(&args[0])).cloned().unwrap_or_default()),
+                Value::Sample { labels, .. } => {
+                    Value::Str(labels.get(&s(&args[0])).cloned().unwrap_or_default())
+                }
                 _ => Value::Str(String::new()),
             }
         }
@@ -991,7 +1091,9 @@ fn call_function(ctx: &Context<'_>, f: &str, args: Vec<Value>) -> Result<Value, 
         "strvalue" => {
             want(&args, 1)?;
             match &args[0] {
-                Value::Sample { labels, .. } => Value::Str(labels.get("__value__").cloned().unwrap_or_default()),
+                Value::Sample { labels, .. } => {
+                    Value::Str(labels.get("__value__").cloned().unwrap_or_default())
+                }
                 _ => Value::Str(String::new()),
             }
         }
@@ -1011,12 +1113,20 @@ fn call_function(ctx: &Context<'_>, f: &str, args: Vec<Value>) -> Result<Value, 
             });
             Value::List(l)
         }
-        "args" => Value::Map(args.into_iter().enumerate().map(|(i, v)| (format!("arg{i}"), v)).collect()),
+        "args" => Value::Map(
+            args.into_iter()
+                .enumerate()
+                .map(|(i, v)| (format!("arg{i}"), v))
+                .collect(),
+        ),
         "reReplaceAll" => {
             want(&args, 3)?;
             // Go's ReplaceAllString: unanchored.
             let re = regex::Regex::new(&s(&args[0])).map_err(|e| e.to_string())?;
-            Value::Str(re.replace_all(&s(&args[2]), go_replacement(&s(&args[1])).as_str()).into_owned())
+            Value::Str(
+                re.replace_all(&s(&args[2]), go_replacement(&s(&args[1])).as_str())
+                    .into_owned(),
+            )
         }
         "match" => {
             want(&args, 2)?;
@@ -1090,7 +1200,10 @@ fn call_function(ctx: &Context<'_>, f: &str, args: Vec<Value>) -> Result<Value, 
         "graphLink" | "tableLink" => {
             want(&args, 1)?;
             let tab = if f == "graphLink" { 0 } else { 1 };
-            Value::Str(format!("/graph?g0.expr={}&g0.tab={tab}", url_query_escape(&s(&args[0]))))
+            Value::Str(format!(
+                "/graph?g0.expr={}&g0.tab={tab}",
+                url_query_escape(&s(&args[0]))
+            ))
         }
         "tmpl" => return Err("tmpl is not supported".into()),
         other => return Err(format!("function {other:?} not defined")),
@@ -1117,10 +1230,10 @@ fn title(s: &str) -> String {
 }
 
 fn strip_port(h: &str) -> String {
-    if let Some(rest) = h.strip_prefix('[') {
-        if let Some((host, _)) = rest.split_once(']') {
-            return host.to_string();
-        }
+    if let Some(rest) = h.strip_prefix('[')
+        && let Some((host, _)) = rest.split_once(']')
+    {
+        return host.to_string();
     }
     match h.rsplit_once(':') {
         Some((host, _)) if !host.contains(':') => host.to_string(),
@@ -1157,7 +1270,9 @@ pub fn url_query_escape(s: &str) -> String {
     let mut o = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => o.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                o.push(b as char)
+            }
             b' ' => o.push('+'),
             _ => {
                 let _ = write!(o, "%{b:02X}");
@@ -1272,7 +1387,11 @@ pub fn fmt_g(v: f64, prec: Option<usize>) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let neg = v.is_sign_negative() && v != 0.0;
     let a = v.abs();
@@ -1376,7 +1495,11 @@ pub fn sprintf(fmt: &str, args: &[Value]) -> String {
             i += 1;
         }
         if i > start {
-            width = chars[start..i].iter().collect::<String>().parse::<usize>().ok();
+            width = chars[start..i]
+                .iter()
+                .collect::<String>()
+                .parse::<usize>()
+                .ok();
         }
         let mut prec = None;
         if i < chars.len() && chars[i] == '.' {
@@ -1385,7 +1508,13 @@ pub fn sprintf(fmt: &str, args: &[Value]) -> String {
             while i < chars.len() && chars[i].is_ascii_digit() {
                 i += 1;
             }
-            prec = Some(chars[ps..i].iter().collect::<String>().parse::<usize>().unwrap_or(0));
+            prec = Some(
+                chars[ps..i]
+                    .iter()
+                    .collect::<String>()
+                    .parse::<usize>()
+                    .unwrap_or(0),
+            );
         }
         let Some(&verb) = chars.get(i) else {
             out.push_str("%!(NOVERB)");
@@ -1473,7 +1602,10 @@ pub fn sprintf(fmt: &str, args: &[Value]) -> String {
         out.push_str(&body);
     }
     if ai < args.len() {
-        let extra: Vec<String> = args[ai..].iter().map(|a| format!("{}={}", a.type_name(), a.render())).collect();
+        let extra: Vec<String> = args[ai..]
+            .iter()
+            .map(|a| format!("{}={}", a.type_name(), a.render()))
+            .collect();
         let _ = write!(out, "%!(EXTRA {})", extra.join(", "));
     }
     out

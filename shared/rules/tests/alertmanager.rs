@@ -61,21 +61,31 @@ async fn start_alertmanager() -> AmGuard {
         let port = free_port();
         let child = Command::new(&bin)
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn alertmanager");
-        let mut guard = AmGuard { child, port, _dir: dir };
+        let mut guard = AmGuard {
+            child,
+            port,
+            _dir: dir,
+        };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/-/ready")).send().await {
-                if r.status().is_success() {
-                    return guard;
-                }
+            let ready = client
+                .get(format!("http://127.0.0.1:{port}/-/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return guard;
             }
             if let Ok(Some(_)) = guard.child.try_wait() {
                 break; // exited (port taken?): retry on another port
@@ -90,7 +100,10 @@ async fn start_alertmanager() -> AmGuard {
 async fn alertmanager_receives_ember_alerts() {
     let am = start_alertmanager().await;
     // Real time, so Alertmanager treats endsAt (now + 4m) as in the future.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
     let t0 = now - now % 30_000 - 7 * 60_000;
     let storage = Arc::new(MemStorage::new());
     generate(&storage, t0);
@@ -106,7 +119,9 @@ async fn alertmanager_receives_ember_alerts() {
                             "api_version": "v2", "timeout": "5s"}]
     });
     let ac = AlertingConfig::from_value(&alerting).expect("alerting config");
-    mgr.set_notifier(Some(Notifier::new(&ac, opts.external_labels.clone()).expect("notifier")));
+    mgr.set_notifier(Some(
+        Notifier::new(&ac, opts.external_labels.clone()).expect("notifier"),
+    ));
     let key = group_key();
     let mut t = t0 + 4 * 60_000;
     let mut last = None;
@@ -123,7 +138,14 @@ async fn alertmanager_receives_ember_alerts() {
     let url = format!("http://127.0.0.1:{}/api/v2/alerts", am.port);
     let deadline = Instant::now() + Duration::from_secs(10);
     let alerts = loop {
-        let body = client.get(&url).send().await.expect("GET alerts").text().await.expect("body");
+        let body = client
+            .get(&url)
+            .send()
+            .await
+            .expect("GET alerts")
+            .text()
+            .await
+            .expect("body");
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         if v.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
             break v;
@@ -131,7 +153,11 @@ async fn alertmanager_receives_ember_alerts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let list = alerts.as_array().expect("array");
-    assert_eq!(list.len(), 1, "only the firing warning (critical is still pending): {alerts}");
+    assert_eq!(
+        list.len(),
+        1,
+        "only the firing warning (critical is still pending): {alerts}"
+    );
     let a = &list[0];
     let labels = &a["labels"];
     assert_eq!(labels["alertname"], "HostMemoryUsageHigh");
@@ -141,9 +167,24 @@ async fn alertmanager_receives_ember_alerts() {
     assert_eq!(labels["team"], "infra");
     assert_eq!(labels["cluster"], "eu-1", "external labels added");
     assert_eq!(labels["via"], "ember", "alert_relabel_configs applied");
-    assert_eq!(a["annotations"]["summary"], "Memory usage high on node1:9100");
-    assert_eq!(a["annotations"]["description"], "Memory usage is 95% on node1:9100 (threshold 80%).");
+    assert_eq!(
+        a["annotations"]["summary"],
+        "Memory usage high on node1:9100"
+    );
+    assert_eq!(
+        a["annotations"]["description"],
+        "Memory usage is 95% on node1:9100 (threshold 80%)."
+    );
     assert_eq!(a["status"]["state"], "active");
-    assert!(a["generatorURL"].as_str().is_some_and(|u| u.starts_with("http://ember.test:9090/graph?g0.expr=")));
-    assert_eq!(a["startsAt"].as_str().map(|s| s.starts_with(&ember_rules::manager::rfc3339(t0 + 7 * 60_000)[..19])), Some(true));
+    assert!(
+        a["generatorURL"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://ember.test:9090/graph?g0.expr="))
+    );
+    assert_eq!(
+        a["startsAt"]
+            .as_str()
+            .map(|s| s.starts_with(&ember_rules::manager::rfc3339(t0 + 7 * 60_000)[..19])),
+        Some(true)
+    );
 }

@@ -26,7 +26,11 @@ pub fn usage_at(off_ms: i64) -> f64 {
 /// Writes node_exporter memory series every 15 s from `t0 - 5m` to `t0 + 20m`.
 pub fn generate(storage: &MemStorage, t0: i64) {
     let lbl = |name: &str| {
-        Labels::from_pairs([("__name__", name), ("instance", "node1:9100"), ("job", "node")])
+        Labels::from_pairs([
+            ("__name__", name),
+            ("instance", "node1:9100"),
+            ("job", "node"),
+        ])
     };
     let mut total = Vec::new();
     let mut avail = Vec::new();
@@ -49,15 +53,26 @@ pub fn generate(storage: &MemStorage, t0: i64) {
 }
 
 pub fn data_file(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
-pub fn manager(storage: Arc<MemStorage>, store: Arc<dyn RuleStateStore>, opts: ManagerOptions) -> RuleManager {
+pub fn manager(
+    storage: Arc<MemStorage>,
+    store: Arc<dyn RuleStateStore>,
+    opts: ManagerOptions,
+) -> RuleManager {
     let groups = match load_rule_file(&data_file("memory-rules.yml"), GroupDefaults::default()) {
         Ok(g) => g,
         Err(e) => panic!("loading rules: {e}"),
     };
-    let m = RuleManager::new(storage, Arc::new(Engine::new(EngineOptions::default())), store, opts);
+    let m = RuleManager::new(
+        storage,
+        Arc::new(Engine::new(EngineOptions::default())),
+        store,
+        opts,
+    );
     m.set_groups(groups);
     m
 }
