@@ -15,6 +15,7 @@ pub mod notifier;
 pub mod rulefile;
 pub mod state;
 pub mod template;
+pub mod unittest;
 
 pub use error::{Result, RulesError};
 pub use manager::{AlertState, EvalReport, ManagerOptions, RuleManager};
@@ -23,3 +24,4 @@ pub use rulefile::{
     GroupDefaults, Rule, RuleGroup, RuleKind, load_rule_file, load_rule_files, parse_rule_file,
 };
 pub use state::{FileStateStore, MemStateStore, RuleStateStore};
+pub use unittest::{RuleTestReport, run_rule_tests};

@@ -19,14 +19,22 @@ fn err(text: &str) -> (u64, String) {
 #[test]
 fn memory_rules_load() {
     let dir = data_file("");
-    let groups =
-        load_rule_files(&["*.yml".to_string()], &dir, GroupDefaults::default()).expect("load");
+    let groups = load_rule_files(
+        &["memory-rule?.yml".to_string()],
+        &dir,
+        GroupDefaults::default(),
+    )
+    .expect("load");
     let g = groups
         .iter()
         .find(|g| g.name == "node-memory")
         .expect("group");
     assert_eq!(g.interval_ms, 30_000);
-    assert_eq!(g.labels.get("team").map(String::as_str), Some("infra"));
+    assert_eq!(groups.len(), 1);
+    assert_eq!(
+        g.rules[0].labels.get("team").map(String::as_str),
+        Some("infra")
+    );
     assert_eq!(g.rules.len(), 3);
     match &g.rules[1].kind {
         RuleKind::Alerting {
@@ -44,7 +52,7 @@ fn memory_rules_load() {
 
 #[test]
 fn group_options_and_defaults() {
-    let text = "groups:\n- name: a\n  query_offset: 1m\n  limit: 10\n  rules:\n  - alert: X\n    expr: up == 0\n    keep_firing_for: 5m\n";
+    let text = "groups:\n- name: a\n  labels:\n    team: t\n  query_offset: 1m\n  limit: 10\n  rules:\n  - alert: X\n    expr: up == 0\n    keep_firing_for: 5m\n";
     let g = parse_rule_file(
         text,
         "f.yml",
@@ -57,6 +65,7 @@ fn group_options_and_defaults() {
     assert_eq!(g[0].interval_ms, 15_000);
     assert_eq!(g[0].query_offset_ms, 60_000);
     assert_eq!(g[0].limit, 10);
+    assert_eq!(g[0].labels.get("team").map(String::as_str), Some("t"));
     assert_eq!(g[0].key(), "f.yml;a");
     assert!(matches!(
         g[0].rules[0].kind,

@@ -91,10 +91,7 @@ fn go_number_formatting() {
         "a=1.5"
     );
     assert_eq!(
-        sprintf(
-            "%5.1f|%-4s|",
-            &[v(3.25), template::Value::Str("x".into())]
-        ),
+        sprintf("%5.1f|%-4s|", &[v(3.25), template::Value::Str("x".into())]),
         "  3.2|x   |"
     );
     assert_eq!(
