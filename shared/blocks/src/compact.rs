@@ -18,6 +18,11 @@
 //! deleted; a block key is a hash of its bytes, so redoing a step rewrites the same file;
 //! and queries merge hot and cold data and drop duplicate (series, timestamp) pairs, so a
 //! bucket that is both in a block and still in the hot store reads the same as before.
+//! Before a bucket's segments go, the bucket is read again: if a late write added a
+//! segment meanwhile, the bucket stays (the next pass compacts it again). This narrows
+//! the window in which a write landing between that check and the delete could be
+//! removed to the duration of one call; a `HotStore` whose `delete_bucket` only hides
+//! segments (the DynamoDB store) has no such window.
 //! Run one compactor at a time per tenant (the index generation check turns a second one
 //! into a conflict error, not into corruption).
 
@@ -175,12 +180,14 @@ pub async fn compact_tenant<H: HotStore + ?Sized>(
         }
         let mut merger = SeriesMerger::new();
         let mut segments = 0usize;
+        let mut seen: HashSet<u64> = HashSet::new();
         for shard in 0..shards {
             for bytes in hot
                 .read_segments(tenant, SegmentKey { bucket, shard })
                 .await?
             {
                 segments += 1;
+                seen.insert(xxhash_rust::xxh64::xxh64(&bytes, 0));
                 merger
                     .add_segment(&bytes, None, i64::MIN, i64::MAX)
                     .map_err(|e| {
@@ -235,6 +242,16 @@ pub async fn compact_tenant<H: HotStore + ?Sized>(
             idx = next;
             report.samples_compacted += stats.samples;
             report.blocks_written.push(entry);
+        }
+        // Late samples written into the bucket while it was being compacted are not in the
+        // block: then keep the bucket (queries read both; the next pass compacts it again).
+        if changed_since(hot, tenant, bucket, shards, &seen).await? {
+            tracing::info!(
+                tenant,
+                bucket,
+                "bucket changed during compaction; kept for the next pass"
+            );
+            continue;
         }
         hot.delete_bucket(tenant, bucket).await?;
         report.buckets_compacted += 1;
@@ -348,6 +365,27 @@ pub async fn compact_tenant<H: HotStore + ?Sized>(
         }
     }
     Ok(())
+}
+
+/// Whether the bucket now holds a segment that is not in `seen` (by content hash).
+async fn changed_since<H: HotStore + ?Sized>(
+    hot: &H,
+    tenant: &str,
+    bucket: i64,
+    shards: u32,
+    seen: &HashSet<u64>,
+) -> Result<bool> {
+    for shard in 0..shards {
+        for bytes in hot
+            .read_segments(tenant, SegmentKey { bucket, shard })
+            .await?
+        {
+            if !seen.contains(&xxhash_rust::xxh64::xxh64(&bytes, 0)) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 async fn store_index(

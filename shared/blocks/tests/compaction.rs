@@ -411,3 +411,65 @@ async fn orphans_from_a_crash_are_removed() {
         .unwrap();
     assert!(!files(&f).await.contains("blocks/t1/L0-orphan.parquet"));
 }
+
+/// An index that lets a late write land in the hot store at the moment a block is indexed
+/// (between compaction's read of the bucket and its delete).
+struct LateWriteIndex {
+    inner: Arc<ObjectBlockIndex>,
+    storage: Arc<TieredStorage<FaultyHot<MemHotStore>>>,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl BlockIndexStore for LateWriteIndex {
+    async fn load(&self, tenant: &str) -> ember_storage::Result<ember_blocks::BlockIndex> {
+        self.inner.load(tenant).await
+    }
+    async fn store(
+        &self,
+        tenant: &str,
+        index: &ember_blocks::BlockIndex,
+    ) -> ember_storage::Result<bool> {
+        if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let late = AppendBatch {
+                series: vec![Series::new(
+                    Labels::from_pairs([
+                        ("__name__", "up"),
+                        ("instance", "late:1"),
+                        ("job", "node"),
+                    ]),
+                    vec![Sample::new(T0 + 5, 7.0)],
+                )],
+                metadata: vec![],
+            };
+            self.storage.append("t1", late).await?;
+        }
+        self.inner.store(tenant, index).await
+    }
+}
+
+#[tokio::test]
+async fn a_write_landing_during_compaction_is_not_lost() {
+    let f = Fixture::new();
+    load(&f).await;
+    let storage = Arc::new(f.storage(&Budget::unlimited()));
+    let index = LateWriteIndex {
+        inner: f.index.clone(),
+        storage: storage.clone(),
+        fired: false.into(),
+    };
+    let mut c = cfg();
+    c.merge = false;
+    compact_once(&*f.hot, &index, &*f.objects, &c)
+        .await
+        .unwrap();
+    let m = [Matcher::equal("instance", "late:1")];
+    let got = storage.select("t1", &m, T0, T0 + 10).await.unwrap();
+    assert_eq!(got.len(), 1, "the late sample survives the pass");
+    compact_once(&*f.hot, &*f.index, &*f.objects, &cfg())
+        .await
+        .unwrap();
+    assert_eq!(f.hot.segment_count("t1"), 0);
+    let got = storage.select("t1", &m, T0, T0 + 10).await.unwrap();
+    assert_eq!(got.len(), 1, "and is in a block after the next pass");
+}
