@@ -236,6 +236,8 @@ pub struct RuleManager {
     opts: ManagerOptions,
     groups: RwLock<Vec<Arc<GroupRuntime>>>,
     notifier: RwLock<Option<Arc<Notifier>>>,
+    /// Series of removed groups that still need a staleness marker.
+    retired: std::sync::Mutex<Vec<Labels>>,
 }
 
 impl RuleManager {
@@ -253,6 +255,7 @@ impl RuleManager {
             opts,
             groups: RwLock::new(Vec::new()),
             notifier: RwLock::new(None),
+            retired: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -274,6 +277,14 @@ impl RuleManager {
                     state: tokio::sync::Mutex::new(None),
                     snapshot: RwLock::new(GroupState::default()),
                 })),
+            }
+        }
+        // Removed groups: their series get staleness markers at the next evaluation pass.
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, rt) in old {
+            let snap = rt.snapshot.read().unwrap_or_else(|p| p.into_inner());
+            for r in snap.rules.values() {
+                retired.extend(r.prev_series.iter().cloned());
             }
         }
     }
@@ -324,6 +335,19 @@ impl RuleManager {
     /// Evaluates every group whose latest aligned evaluation time at or before `now` (ms) has
     /// not been evaluated yet (missed iterations are skipped, as in Prometheus).
     pub async fn evaluate_due(&self, now: i64) -> Vec<EvalReport> {
+        let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
+        if !retired.is_empty() {
+            let b = AppendBatch {
+                series: retired
+                    .into_iter()
+                    .map(|l| Series::new(l, vec![Sample::new(now, stale_nan())]))
+                    .collect(),
+                metadata: Vec::new(),
+            };
+            if let Err(e) = self.storage.append(&self.opts.tenant, b).await {
+                tracing::warn!(error = %e, "writing staleness markers of removed rules failed");
+            }
+        }
         let mut out = Vec::new();
         for g in self.runtimes() {
             let ts = aligned_eval_time(&g.group, now);
@@ -488,7 +512,30 @@ impl RuleManager {
                 to_send.extend(self.collect_sends(&g.group, rule, rt, ts));
             }
         }
+        // Rules removed or changed since the last evaluation: mark their series stale.
+        let gone: Vec<Series> = state
+            .rules
+            .iter()
+            .filter(|(k, _)| !keep.contains(*k))
+            .flat_map(|(_, rt)| rt.prev_series.iter())
+            .map(|l| {
+                Series::new(
+                    l.clone(),
+                    vec![Sample::new(ts - g.group.query_offset_ms, stale_nan())],
+                )
+            })
+            .collect();
         state.rules.retain(|k, _| keep.contains(k));
+        if !gone.is_empty() {
+            report.samples_written += gone.len();
+            let b = AppendBatch {
+                series: gone,
+                metadata: Vec::new(),
+            };
+            if let Err(e) = self.storage.append(&self.opts.tenant, b).await {
+                tracing::warn!(group = %key, error = %e, "writing staleness markers failed");
+            }
+        }
         state.last_eval_ms = Some(ts);
         state.eval_seconds = started.elapsed().as_secs_f64();
         state.version = 1;

@@ -141,3 +141,34 @@ async fn load_config_keeps_running_rules_on_error() {
     assert_eq!(mgr.groups().len(), 1, "running rules kept");
     assert_eq!(mgr.groups()[0].name, "g");
 }
+
+#[tokio::test]
+async fn removed_rules_and_groups_get_staleness_markers() {
+    let rules = "groups:\n- name: g\n  rules:\n  - record: a\n    expr: x\n  - record: b\n    expr: x * 2\n";
+    let (storage, mgr, key) = setup(rules, vec![x_series(&[(0, 1.0), (M, 1.0), (2 * M, 1.0)])]);
+    mgr.evaluate_group_at(&key, 0).await.expect("eval");
+    // Rule b removed: its series goes stale at the group's next evaluation.
+    let g2 = parse_rule_file(
+        "groups:\n- name: g\n  rules:\n  - record: a\n    expr: x\n",
+        "r.yml",
+        GroupDefaults::default(),
+    )
+    .expect("rules");
+    mgr.set_groups(g2);
+    mgr.evaluate_group_at(&key, M).await.expect("eval");
+    let b = storage
+        .select_sync("default", &[Matcher::equal("__name__", "b")], 0, 2 * M)
+        .expect("select");
+    assert!(ember_model::is_stale_nan(
+        b[0].samples.last().expect("sample").v
+    ));
+    // Whole group removed: its series go stale at the next pass.
+    mgr.set_groups(Vec::new());
+    mgr.evaluate_due(2 * M).await;
+    let a = storage
+        .select_sync("default", &[Matcher::equal("__name__", "a")], 0, 2 * M)
+        .expect("select");
+    let last = a[0].samples.last().expect("sample");
+    assert_eq!(last.t, 2 * M);
+    assert!(ember_model::is_stale_nan(last.v));
+}
