@@ -6,7 +6,7 @@ use crate::manager::{AlertState, GroupState, Health, RuleManager, rfc3339, rule_
 use crate::rulefile::{RuleGroup, RuleKind};
 
 /// Filters of `/api/v1/rules`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct RulesFilter {
     /// `type=alert` → Some(true), `type=record` → Some(false).
     pub alerting_only: Option<bool>,
@@ -18,6 +18,42 @@ pub struct RulesFilter {
     pub files: Vec<String>,
     /// `exclude_alerts=true`.
     pub exclude_alerts: bool,
+    /// `match[]`: rules whose configured labels match any of these selectors.
+    pub matchers: Vec<Vec<ember_model::Matcher>>,
+    /// `group_limit`: at most this many groups per page (0 = all).
+    pub group_limit: usize,
+    /// `group_next_token`: continue after a previous page.
+    pub group_next_token: Option<String>,
+}
+
+fn parse_selector(s: &str) -> Result<Vec<ember_model::Matcher>, String> {
+    use promql_parser::label::MatchOp as Op;
+    let expr = promql_parser::parser::parse(s)
+        .map_err(|e| format!("invalid parameter \"match[]\": {e}"))?;
+    let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
+        return Err(format!(
+            "invalid parameter \"match[]\": {s:?} is not a selector"
+        ));
+    };
+    let mut out = Vec::new();
+    if let Some(n) = vs.name {
+        out.push(ember_model::Matcher::equal("__name__", n));
+    }
+    for m in vs.matchers.matchers {
+        let bad = |e: ember_model::MatcherError| format!("invalid parameter \"match[]\": {e}");
+        out.push(match m.op {
+            Op::Equal => ember_model::Matcher::equal(m.name, m.value),
+            Op::NotEqual => ember_model::Matcher::not_equal(m.name, m.value),
+            Op::Re(_) => ember_model::Matcher::regex(m.name, m.value).map_err(bad)?,
+            Op::NotRe(_) => ember_model::Matcher::not_regex(m.name, m.value).map_err(bad)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The pagination token of a group: a hash of its key.
+pub fn group_token(g: &RuleGroup) -> String {
+    format!("{:016x}", crate::state::fnv1a64(g.key().as_bytes()))
 }
 
 impl RulesFilter {
@@ -40,6 +76,16 @@ impl RulesFilter {
                 "rule_name[]" => f.rule_names.push(v.to_string()),
                 "rule_group[]" => f.rule_groups.push(v.to_string()),
                 "file[]" => f.files.push(v.to_string()),
+                "match[]" => f.matchers.push(parse_selector(v)?),
+                "group_limit" => {
+                    f.group_limit = match v.parse::<i64>() {
+                        Ok(n) if n > 0 => n as usize,
+                        _ => return Err(format!("group_limit needs to be greater than 0: {v:?}")),
+                    }
+                }
+                "group_next_token" => {
+                    f.group_next_token = Some(v.to_string()).filter(|s| !s.is_empty())
+                }
                 "exclude_alerts" => {
                     f.exclude_alerts = match v {
                         "" | "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
@@ -106,6 +152,18 @@ fn group_json(g: &RuleGroup, st: &GroupState, f: &RulesFilter) -> Option<Value> 
         if !f.rule_names.is_empty() && !f.rule_names.contains(&r.name) {
             continue;
         }
+        if !f.matchers.is_empty() {
+            let mut all = g.labels.clone();
+            all.extend(r.labels.clone());
+            let l = ember_model::Labels::from_pairs(all);
+            if !f
+                .matchers
+                .iter()
+                .any(|set| ember_model::matcher::matches_all(set, &l))
+            {
+                continue;
+            }
+        }
         if let Some(alerting) = f.alerting_only
             && alerting != r.is_alerting()
         {
@@ -164,7 +222,8 @@ fn group_json(g: &RuleGroup, st: &GroupState, f: &RulesFilter) -> Option<Value> 
         }
         rules.push(Value::Object(m));
     }
-    let rule_filtered = !f.rule_names.is_empty() || f.alerting_only.is_some();
+    let rule_filtered =
+        !f.rule_names.is_empty() || f.alerting_only.is_some() || !f.matchers.is_empty();
     if rule_filtered && rules.is_empty() {
         return None;
     }
@@ -179,16 +238,41 @@ fn group_json(g: &RuleGroup, st: &GroupState, f: &RulesFilter) -> Option<Value> 
     }))
 }
 
-/// The `data` of `GET /api/v1/rules`: `{"groups":[…]}`.
-pub fn rules_data(mgr: &RuleManager, filter: &RulesFilter) -> Value {
-    let groups: Vec<Value> = mgr
+/// The `data` of `GET /api/v1/rules`: `{"groups":[…], "groupNextToken"?}`. An unknown
+/// `group_next_token` is an error (answer 400 `bad_data`).
+pub fn rules_data(mgr: &RuleManager, filter: &RulesFilter) -> Result<Value, String> {
+    let groups: Vec<(String, Value)> = mgr
         .snapshot()
         .iter()
         .filter(|(g, _)| filter.rule_groups.is_empty() || filter.rule_groups.contains(&g.name))
         .filter(|(g, _)| filter.files.is_empty() || filter.files.contains(&g.file))
-        .filter_map(|(g, st)| group_json(g, st, filter))
+        .filter_map(|(g, st)| group_json(g, st, filter).map(|v| (group_token(g), v)))
         .collect();
-    json!({ "groups": groups })
+    let start = match &filter.group_next_token {
+        Some(tok) => groups
+            .iter()
+            .position(|(t, _)| t == tok)
+            .ok_or_else(|| "invalid group_next_token".to_string())?,
+        None => 0,
+    };
+    let rest = &groups[start..];
+    let (page, next) = if filter.group_limit > 0 && rest.len() > filter.group_limit {
+        (
+            &rest[..filter.group_limit],
+            Some(rest[filter.group_limit].0.clone()),
+        )
+    } else {
+        (rest, None)
+    };
+    let mut out = Map::new();
+    out.insert(
+        "groups".into(),
+        Value::Array(page.iter().map(|(_, v)| v.clone()).collect()),
+    );
+    if let Some(n) = next {
+        out.insert("groupNextToken".into(), json!(n));
+    }
+    Ok(Value::Object(out))
 }
 
 /// The `data` of `GET /api/v1/alerts`: `{"alerts":[…]}` (pending and firing alerts).
@@ -233,5 +317,9 @@ mod tests {
         assert_eq!(f.alerting_only, Some(true));
         assert!(f.exclude_alerts);
         assert!(RulesFilter::from_pairs([("type", "bogus")]).is_err());
+        assert!(RulesFilter::from_pairs([("group_limit", "0")]).is_err());
+        assert!(RulesFilter::from_pairs([("match[]", "{")]).is_err());
+        let f = RulesFilter::from_pairs([("match[]", "{severity=~\"crit.*\"}")]).expect("ok");
+        assert_eq!(f.matchers.len(), 1);
     }
 }

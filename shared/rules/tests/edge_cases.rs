@@ -172,3 +172,29 @@ async fn removed_rules_and_groups_get_staleness_markers() {
     assert_eq!(last.t, 2 * M);
     assert!(ember_model::is_stale_nan(last.v));
 }
+
+#[tokio::test]
+async fn rules_api_match_and_pagination() {
+    use ember_rules::api::{RulesFilter, rules_data};
+    let rules = "groups:\n- name: a\n  rules:\n  - alert: A\n    expr: x > 0\n    labels:\n      severity: critical\n  - record: r\n    expr: x\n- name: b\n  rules:\n  - alert: B\n    expr: x > 0\n    labels:\n      severity: warning\n- name: c\n  rules:\n  - record: c\n    expr: x\n";
+    let (_s, mgr, _) = setup(rules, vec![x_series(&[(0, 1.0)])]);
+    let f = RulesFilter::from_pairs([("match[]", "{severity=~\"crit.*\"}")]).expect("filter");
+    let d = rules_data(&mgr, &f).expect("data");
+    let groups = d["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["rules"].as_array().map(Vec::len), Some(1));
+    assert_eq!(groups[0]["rules"][0]["name"], "A");
+
+    let f = RulesFilter::from_pairs([("group_limit", "2")]).expect("filter");
+    let p1 = rules_data(&mgr, &f).expect("page 1");
+    assert_eq!(p1["groups"].as_array().map(Vec::len), Some(2));
+    let tok = p1["groupNextToken"].as_str().expect("token").to_string();
+    let f = RulesFilter::from_pairs([("group_limit", "2"), ("group_next_token", tok.as_str())])
+        .expect("filter");
+    let p2 = rules_data(&mgr, &f).expect("page 2");
+    assert_eq!(p2["groups"].as_array().map(Vec::len), Some(1));
+    assert_eq!(p2["groups"][0]["name"], "c");
+    assert!(p2.get("groupNextToken").is_none());
+    let f = RulesFilter::from_pairs([("group_next_token", "nope")]).expect("filter");
+    assert!(rules_data(&mgr, &f).is_err());
+}

@@ -188,7 +188,7 @@ async fn annotations_and_api_shapes() {
         "Memory usage is 95% on node1:9100 (threshold 90%)."
     );
 
-    let rules = rules_data(&mgr, &RulesFilter::default());
+    let rules = rules_data(&mgr, &RulesFilter::default()).expect("rules");
     let g = &rules["groups"][0];
     assert_eq!(g["name"], "node-memory");
     assert_eq!(g["interval"], 30.0);
@@ -206,26 +206,30 @@ async fn annotations_and_api_shapes() {
 
     let f =
         RulesFilter::from_pairs([("type", "alert"), ("exclude_alerts", "true")]).expect("filter");
-    let r = rules_data(&mgr, &f);
+    let r = rules_data(&mgr, &f).expect("rules");
     let rules = r["groups"][0]["rules"].as_array().expect("rules");
     assert_eq!(rules.len(), 2);
     assert!(rules.iter().all(|r| r.get("alerts").is_none()));
     let f = RulesFilter::from_pairs([("rule_name[]", "HostMemoryUsageCritical")]).expect("filter");
     assert_eq!(
-        rules_data(&mgr, &f)["groups"][0]["rules"]
+        rules_data(&mgr, &f).expect("rules")["groups"][0]["rules"]
             .as_array()
             .map(Vec::len),
         Some(1)
     );
     let f = RulesFilter::from_pairs([("rule_group[]", "other")]).expect("filter");
     assert_eq!(
-        rules_data(&mgr, &f)["groups"].as_array().map(Vec::len),
+        rules_data(&mgr, &f).expect("rules")["groups"]
+            .as_array()
+            .map(Vec::len),
         Some(0)
     );
     let f = RulesFilter::from_pairs([("type", "record"), ("rule_name[]", "HostMemoryUsageHigh")])
         .expect("filter");
     assert_eq!(
-        rules_data(&mgr, &f)["groups"].as_array().map(Vec::len),
+        rules_data(&mgr, &f).expect("rules")["groups"]
+            .as_array()
+            .map(Vec::len),
         Some(0)
     );
 }
