@@ -68,6 +68,10 @@ pub struct AlertmanagerConfig {
     /// Relabeling of this Alertmanager's alerts (after the global one).
     #[serde(default)]
     pub alert_relabel_configs: Vec<RelabelConfig>,
+    /// Everything else (service discovery, TLS, proxies…): rejected when it would change where
+    /// or how alerts are sent, so a config never silently sends nothing.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 fn default_scheme() -> String {
@@ -122,6 +126,17 @@ impl AlertingConfig {
                 return Err(RulesError::AlertingConfig(format!(
                     "api_version {v:?} is not supported (only v2)"
                 )));
+            }
+            for k in am.other.keys() {
+                let harmless = matches!(
+                    k.as_str(),
+                    "relabel_configs" | "follow_redirects" | "enable_http2"
+                );
+                if !harmless {
+                    return Err(RulesError::AlertingConfig(format!(
+                        "alertmanagers: {k:?} is not supported (use static_configs)"
+                    )));
+                }
             }
             if am.scheme != "http" && am.scheme != "https" {
                 return Err(RulesError::AlertingConfig(format!(
@@ -403,5 +418,9 @@ mod tests {
             )
             .is_err()
         );
+        let e = AlertingConfig::from_value(
+            &serde_json::json!({"alertmanagers": [{"dns_sd_configs": []}]}),
+        );
+        assert!(e.is_err_and(|e| e.to_string().contains("dns_sd_configs")));
     }
 }
