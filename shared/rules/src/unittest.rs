@@ -105,6 +105,22 @@ impl RuleTestReport {
     }
 }
 
+impl std::fmt::Display for RuleTestReport {
+    /// promtool's output: `Unit Testing:  FILE` then `  SUCCESS` or `  FAILED:` and the failures.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Unit Testing:  {}", self.file)?;
+        if self.passed() {
+            writeln!(f, "  SUCCESS")
+        } else {
+            writeln!(f, "  FAILED:")?;
+            for m in &self.failures {
+                writeln!(f, "    {m}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Parses a series selector such as `up{job="x"}` into labels (equality matchers only).
 pub fn parse_series_labels(s: &str) -> Result<Labels, String> {
     let expr = promql_parser::parser::parse(s).map_err(|e| format!("parsing series {s:?}: {e}"))?;

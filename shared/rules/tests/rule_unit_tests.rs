@@ -36,6 +36,7 @@ async fn memory_rule_tests_pass_in_both() {
     let report = run_rule_tests(&file).await;
     assert_eq!(report.tests, 2);
     assert!(report.passed(), "ember: {:#?}", report.failures);
+    assert!(report.to_string().ends_with("  SUCCESS\n"));
     let (ok, text) = promtool(&file);
     assert!(ok, "promtool: {text}");
 }
