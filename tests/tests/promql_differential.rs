@@ -462,6 +462,11 @@ fn promql_answers_match_prometheus_2_42() {
     for (construct, why) in EXCLUDED {
         println!("  - {construct}: {why}");
     }
+    // Guard against a vacuous pass (data not loaded, every answer empty).
+    assert!(
+        points > 100_000 && empty < compared_evaluations / 4,
+        "the comparison covered too little: {points} points, {empty} empty answers"
+    );
     assert!(
         mismatches.is_empty(),
         "{} of {} queries differ ({} evaluations):\n\n{}",
@@ -699,4 +704,52 @@ fn render(answer: &Answer) -> String {
             out
         }
     }
+}
+
+#[test]
+fn comparison_detects_differences() {
+    let answer = |labels: &[(&str, &str)], points: Vec<(i64, f64)>| Answer::Data {
+        result_type: "vector".to_string(),
+        series: vec![Series {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            points,
+        }],
+    };
+    let base = answer(&[("job", "a")], vec![(1000, 1.0)]);
+    assert!(
+        compare(
+            &base,
+            &answer(&[("job", "a")], vec![(1000, 1.0 + 1e-12)]),
+            false
+        )
+        .is_ok()
+    );
+    assert!(
+        compare(
+            &base,
+            &answer(&[("job", "a")], vec![(1000, 1.0 + 1e-6)]),
+            false
+        )
+        .is_err()
+    );
+    assert!(compare(&base, &answer(&[("job", "a")], vec![(1001, 1.0)]), false).is_err());
+    assert!(compare(&base, &answer(&[("job", "b")], vec![(1000, 1.0)]), false).is_err());
+    let nan = answer(&[], vec![(0, f64::NAN)]);
+    assert!(compare(&nan, &nan.clone(), false).is_ok());
+    assert!(compare(&nan, &answer(&[], vec![(0, 0.0)]), false).is_err());
+    let two = |first: &str, second: &str| Answer::Data {
+        result_type: "vector".to_string(),
+        series: [first, second]
+            .iter()
+            .map(|job| Series {
+                labels: [("job".to_string(), job.to_string())].into(),
+                points: vec![(0, 1.0)],
+            })
+            .collect(),
+    };
+    assert!(compare(&two("a", "b"), &two("b", "a"), false).is_ok());
+    assert!(compare(&two("a", "b"), &two("b", "a"), true).is_err());
 }
