@@ -52,6 +52,16 @@ pub trait TargetsSource: Send + Sync {
     fn targets_json(&self) -> serde_json::Value;
 }
 
+/// Where `/api/v1/rules` and `/api/v1/alerts` get their data (the rule manager, when
+/// rules run in this process).
+pub trait RulesSource: Send + Sync {
+    /// The `data` of `/api/v1/rules` for the request's parameters (`type`, `rule_name[]`,
+    /// `rule_group[]`, `file[]`, `exclude_alerts`, …); `Err` is a bad parameter.
+    fn rules_json(&self, params: &[(String, String)]) -> Result<serde_json::Value, String>;
+    /// The `data` of `/api/v1/alerts`.
+    fn alerts_json(&self) -> serde_json::Value;
+}
+
 /// Everything the handlers need.
 pub struct ApiState {
     /// The storage every endpoint reads and writes.
@@ -62,6 +72,8 @@ pub struct ApiState {
     pub write_limits: WriteLimits,
     /// Scrape targets for `/api/v1/targets`, when scraping runs in this process.
     pub targets: Option<Arc<dyn TargetsSource>>,
+    /// Rules and alerts for `/api/v1/rules` and `/api/v1/alerts`, when rules run here.
+    pub rules: Option<Arc<dyn RulesSource>>,
     /// Ember's own counters, served at `/metrics`.
     pub metrics: telemetry::ApiMetrics,
     /// The configuration text `/api/v1/status/config` shows.
@@ -76,6 +88,7 @@ impl ApiState {
             engine: Engine::default(),
             write_limits: WriteLimits::default(),
             targets: None,
+            rules: None,
             metrics: telemetry::ApiMetrics::default(),
             config_yaml: String::new(),
         }
@@ -119,6 +132,11 @@ fn api_routes(prefix: &str) -> Router<SharedState> {
             get(status::query_exemplars).post(status::query_exemplars),
         )
         .route(&p("/api/v1/targets"), get(status::targets))
+        .route(&p("/api/v1/rules"), get(status::rules).post(status::rules))
+        .route(
+            &p("/api/v1/alerts"),
+            get(status::alerts).post(status::alerts),
+        )
 }
 
 /// The whole API: Prometheus paths for the default tenant, AMP-style workspace paths,

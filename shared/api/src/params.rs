@@ -36,6 +36,11 @@ impl Params {
         self.get(name).filter(|v| !v.is_empty())
     }
 
+    /// All pairs, body first, then URL.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// Every value of `name`, body values first.
     pub fn get_all(&self, name: &str) -> Vec<&str> {
         self.0

@@ -51,6 +51,25 @@ pub async fn targets(State(state): State<SharedState>, p: Params) -> Response {
     ok_json(&data)
 }
 
+/// `/api/v1/rules`: rule groups with their health and alerts.
+pub async fn rules(State(state): State<SharedState>, p: Params) -> Result<Response, ApiError> {
+    match &state.rules {
+        Some(source) => source
+            .rules_json(p.pairs())
+            .map(|d| ok_json(&d))
+            .map_err(ApiError::bad_data),
+        None => Ok(ok_json(&serde_json::json!({"groups": []}))),
+    }
+}
+
+/// `/api/v1/alerts`: active alerts.
+pub async fn alerts(State(state): State<SharedState>) -> Response {
+    match &state.rules {
+        Some(source) => ok_json(&source.alerts_json()),
+        None => ok_json(&serde_json::json!({"alerts": []})),
+    }
+}
+
 /// `/metrics`: Ember's own metrics in the Prometheus text format.
 pub async fn self_metrics(State(state): State<SharedState>) -> Response {
     let mut resp = state.metrics.render().into_response();

@@ -283,14 +283,32 @@ async fn grafana_save_and_test_and_queries() {
     let (status, body, headers) = send(&app, req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/json");
-    assert_eq!(body, r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#);
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#
+    );
 
     let body = write_body(&[("up", "a", 10_000, 1.0), ("up", "b", 10_000, 0.5)]);
-    send(&app, post_write("/api/v1/write", body, "application/x-protobuf")).await;
-    let get = |q: &str| Request::get(format!("/api/v1/{q}")).body(Body::empty()).unwrap();
+    send(
+        &app,
+        post_write("/api/v1/write", body, "application/x-protobuf"),
+    )
+    .await;
+    let get = |q: &str| {
+        Request::get(format!("/api/v1/{q}"))
+            .body(Body::empty())
+            .unwrap()
+    };
     let (_, body, _) = send(&app, get("query?query=sum(up)&time=10.5")).await;
-    assert_eq!(body, r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[10.5,"1.5"]}]}}"#);
-    let (_, body, _) = send(&app, get("query_range?query=up%7Bjob%3D%22b%22%7D&start=10&end=12&step=1")).await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[10.5,"1.5"]}]}}"#
+    );
+    let (_, body, _) = send(
+        &app,
+        get("query_range?query=up%7Bjob%3D%22b%22%7D&start=10&end=12&step=1"),
+    )
+    .await;
     assert_eq!(
         body,
         r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"b"},"values":[[10,"0.5"],[11,"0.5"],[12,"0.5"]]}]}}"#
@@ -298,8 +316,15 @@ async fn grafana_save_and_test_and_queries() {
     // A parse error is 400 bad_data naming the parameter, with the parser's position.
     let (status, body, _) = send(&app, get("query?query=sum(")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.contains(r#""errorType":"bad_data","error":"invalid parameter \"query\": "#), "{body}");
+    assert!(
+        body.contains(r#""errorType":"bad_data","error":"invalid parameter \"query\": "#),
+        "{body}"
+    );
     // Tenants do not see each other's data.
-    let (_, body, _) = send(&app, get("../../workspaces/other/api/v1/query?query=up&time=10")).await;
+    let (_, body, _) = send(
+        &app,
+        get("../../workspaces/other/api/v1/query?query=up&time=10"),
+    )
+    .await;
     assert!(!body.contains("\"job\""), "{body}");
 }

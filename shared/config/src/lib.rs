@@ -174,21 +174,28 @@ pub struct StorageConfig {
     /// How long to keep data (e.g. `15d`); unset keeps everything.
     #[serde(default)]
     pub retention: Option<PromDuration>,
+    /// Create the DynamoDB table and S3 bucket when missing (development and tests).
+    #[serde(default)]
+    pub create_resources: Option<bool>,
 }
 
 impl Config {
     /// Parses a configuration from YAML text; `path` only names the source in errors.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: Config = serde_saphyr::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let cfg: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_yaml(&text, path)
     }
 
@@ -196,7 +203,10 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for sc in &self.scrape_configs {
             if !seen.insert(sc.job_name.as_str()) {
-                return Err(ConfigError::Invalid(format!("found multiple scrape configs with job name {:?}", sc.job_name)));
+                return Err(ConfigError::Invalid(format!(
+                    "found multiple scrape configs with job name {:?}",
+                    sc.job_name
+                )));
             }
         }
         Ok(())
@@ -233,6 +243,9 @@ scrape_configs:
     #[test]
     fn duplicate_job_names_are_rejected() {
         let text = "scrape_configs:\n  - job_name: a\n  - job_name: a\n";
-        assert!(matches!(Config::from_yaml(text, Path::new("x")), Err(ConfigError::Invalid(_))));
+        assert!(matches!(
+            Config::from_yaml(text, Path::new("x")),
+            Err(ConfigError::Invalid(_))
+        ));
     }
 }

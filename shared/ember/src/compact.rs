@@ -5,10 +5,11 @@
 //! `DATA_DIR/ember.addr`) the pass is asked of that server instead.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Args;
-use ember_blocks::{CompactionConfig, compact_local_once};
+use ember_blocks::CompactionConfig;
+
+use crate::backend::{self, BackendError, StorageArgs};
 
 /// File in the data directory where a running server leaves its address.
 pub const ADDR_FILE: &str = "ember.addr";
@@ -19,9 +20,15 @@ pub struct CompactArgs {
     /// Directory of the embedded storage.
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     pub data_dir: PathBuf,
-    /// Delete blocks older than this (e.g. `15d`); default keeps everything.
+    /// Delete blocks older than this (e.g. `15d`); default: `ember.storage.retention`, else keep all.
     #[arg(long, value_parser = parse_retention)]
     pub retention: Option<i64>,
+    /// Configuration file (its `ember.storage` section selects the backend).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Storage backend flags.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 fn parse_retention(s: &str) -> Result<i64, String> {
@@ -31,14 +38,15 @@ fn parse_retention(s: &str) -> Result<i64, String> {
 /// Why compaction failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {
-    /// The storage could not be opened or written.
-    #[error("compacting {dir}: {source}")]
-    Storage {
-        /// The data directory.
-        dir: PathBuf,
-        /// The cause.
-        source: ember_storage::StorageError,
-    },
+    /// The configuration file is invalid.
+    #[error(transparent)]
+    Config(#[from] ember_config::ConfigError),
+    /// The storage could not be opened.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The pass failed (it is idempotent: run it again).
+    #[error("compaction failed: {0}")]
+    Storage(#[from] ember_storage::StorageError),
     /// The running server did not compact.
     #[error("asking the server at {addr} to compact: {message}")]
     Server {
@@ -59,24 +67,22 @@ pub fn compaction_config(retention_ms: Option<i64>) -> CompactionConfig {
 
 /// Runs one pass and prints what it wrote.
 pub async fn run(args: CompactArgs) -> Result<(), CompactError> {
-    if let Some(addr) = running_server(&args.data_dir).await {
-        let report = ask_server(&addr, args.retention).await?;
+    let config = match &args.config {
+        Some(path) => ember_config::Config::load(path)?,
+        None => ember_config::Config::default(),
+    };
+    let storage_cfg = &config.ember.storage;
+    let retention = args
+        .retention
+        .or(storage_cfg.retention.map(|d| d.as_millis()));
+    let is_local = backend::resolve(&args.storage, storage_cfg)?.is_none();
+    if is_local && let Some(addr) = running_server(&args.data_dir).await {
+        let report = ask_server(&addr, retention).await?;
         print!("{report}");
         return Ok(());
     }
-    let storage_err = |source| CompactError::Storage {
-        dir: args.data_dir.clone(),
-        source,
-    };
-    let store =
-        Arc::new(ember_storage_local::LocalStore::open(&args.data_dir).map_err(storage_err)?);
-    let report = compact_local_once(
-        store.as_ref(),
-        &args.data_dir,
-        &compaction_config(args.retention),
-    )
-    .await
-    .map_err(storage_err)?;
+    let opened = backend::open(&args.storage, storage_cfg, &args.data_dir).await?;
+    let report = opened.compactor.run(&compaction_config(retention)).await?;
     print!("{report}");
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! `cargo run --release` with no arguments runs `ember serve` on 127.0.0.1:9090
 //! with data in `./data`.
 
+mod backend;
 mod compact;
 mod serve;
 
@@ -23,8 +24,41 @@ struct Cli {
 enum Command {
     /// Run every role (remote write, query API, scraping, rules) in one process.
     Serve(serve::ServeArgs),
+    /// Run tests (`ember test rules FILE…`: rule unit tests in promtool's format).
+    #[command(subcommand)]
+    Test(TestCommand),
     /// Compact every closed hot bucket into Parquet blocks (one pass) and print what was written.
     Compact(compact::CompactArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TestCommand {
+    /// Run rule unit-test files written for `promtool test rules`.
+    Rules {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Runs rule unit-test files; fails when any test fails.
+async fn test_rules(files: Vec<PathBuf>) -> Result<(), String> {
+    let mut failed = 0;
+    for f in &files {
+        let report = ember_rules::run_rule_tests(f).await;
+        print!("{report}");
+        if !report.passed() {
+            failed += 1;
+        }
+    }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{failed} of {} rule test file(s) failed",
+            files.len()
+        ))
+    }
 }
 
 fn init_tracing() {
@@ -58,6 +92,7 @@ fn main() -> ExitCode {
         match command {
             Command::Serve(args) => serve::run(args).await.map_err(|e| e.to_string()),
             Command::Compact(args) => compact::run(args).await.map_err(|e| e.to_string()),
+            Command::Test(TestCommand::Rules { files }) => test_rules(files).await,
         }
     });
     match result {
@@ -71,5 +106,5 @@ fn main() -> ExitCode {
 
 /// Default data directory of the local server.
 pub(crate) fn default_data_dir() -> PathBuf {
-    PathBuf::from("data")
+    backend::default_data_dir()
 }

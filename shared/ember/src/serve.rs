@@ -1,4 +1,5 @@
-//! `ember serve`: the local all-in-one server.
+//! `ember serve`: the local all-in-one server. Remote write, the query API, scraping
+//! and compaction run in one process over the embedded or the AWS backend.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,8 @@ use ember_api::{ApiState, TargetsSource, router};
 use ember_config::Config;
 use ember_scrape::{ScrapeManager, ScrapeOptions, default_self_scrape_config};
 use tokio::sync::watch;
+
+use crate::backend::{self, BackendError, RunCompaction, StorageArgs};
 
 /// Options of `ember serve`.
 #[derive(Debug, Args)]
@@ -22,6 +25,9 @@ pub struct ServeArgs {
     /// Prometheus-style configuration file (global, scrape_configs, rule_files, alerting, ember).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Storage backend flags.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 impl Default for ServeArgs {
@@ -30,6 +36,7 @@ impl Default for ServeArgs {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             data_dir: crate::default_data_dir(),
             config: None,
+            storage: StorageArgs::default(),
         }
     }
 }
@@ -41,13 +48,8 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ember_config::ConfigError),
     /// The storage could not be opened.
-    #[error("opening storage in {dir}: {source}")]
-    Storage {
-        /// The data directory.
-        dir: PathBuf,
-        /// The cause.
-        source: ember_storage::StorageError,
-    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     /// The listen address is unusable.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -59,6 +61,9 @@ pub enum ServeError {
     /// The scrape configuration could not be used.
     #[error("starting scrape manager: {0}")]
     Scrape(#[from] ember_scrape::ScrapeError),
+    /// The rules could not be loaded.
+    #[error("loading rules: {0}")]
+    Rules(#[from] ember_rules::RulesError),
     /// The server failed while running.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
@@ -70,6 +75,22 @@ struct ScrapeTargets(ScrapeManager);
 impl TargetsSource for ScrapeTargets {
     fn targets_json(&self) -> serde_json::Value {
         serde_json::to_value(self.0.targets()).unwrap_or_default()
+    }
+}
+
+/// `/api/v1/rules` and `/api/v1/alerts` served from the rule manager.
+struct Rules(Arc<ember_rules::RuleManager>);
+
+impl ember_api::RulesSource for Rules {
+    fn rules_json(&self, params: &[(String, String)]) -> Result<serde_json::Value, String> {
+        let filter = ember_rules::api::RulesFilter::from_pairs(
+            params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+        ember_rules::api::rules_data(&self.0, &filter)
+    }
+
+    fn alerts_json(&self) -> serde_json::Value {
+        ember_rules::api::alerts_data(&self.0)
     }
 }
 
@@ -111,24 +132,23 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         source,
     })?;
     let (config, config_yaml) = load_config(&args, addr)?;
-    let hot = Arc::new(
-        ember_storage_local::LocalStore::open(&args.data_dir).map_err(|source| {
-            ServeError::Storage {
-                dir: args.data_dir.clone(),
-                source,
-            }
-        })?,
-    );
-    // Hot segments in redb plus Parquet blocks under DATA_DIR/blocks, as one storage.
-    let (tiered, compactor) = ember_blocks::open_local_tiered(hot, &args.data_dir);
-    let storage: Arc<dyn ember_storage::Storage> = tiered;
-    let compactor = Arc::new(compactor);
+    let opened = backend::open(&args.storage, &config.ember.storage, &args.data_dir).await?;
     let retention_ms = config.ember.storage.retention.map(|d| d.as_millis());
-    let scraper = ScrapeManager::new(&config, storage.clone(), ScrapeOptions::default())?;
-    let mut state = ApiState::new(storage);
+
+    let scraper = ScrapeManager::new(&config, opened.storage.clone(), ScrapeOptions::default())?;
+    let mut state = ApiState::new(opened.storage.clone());
+    let rules = start_rules(
+        &args,
+        &config,
+        addr,
+        opened.storage.clone(),
+        state.engine.clone(),
+    )
+    .await?;
     state.targets = Some(Arc::new(ScrapeTargets(scraper.clone())));
+    state.rules = Some(Arc::new(Rules(rules.clone())));
     state.config_yaml = config_yaml;
-    let app = router(Arc::new(state)).merge(admin_routes(compactor.clone(), retention_ms));
+    let app = router(Arc::new(state)).merge(admin_routes(opened.compactor.clone(), retention_ms));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let scrape_task = tokio::spawn({
@@ -141,12 +161,28 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 .await
         }
     });
-    let compact_task = tokio::spawn(compaction_loop(compactor, retention_ms, stop_rx.clone()));
+    let rules_task = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        rules.run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+    });
+    let compact_task = tokio::spawn(compaction_loop(
+        opened.compactor.clone(),
+        retention_ms,
+        stop_rx.clone(),
+    ));
     let addr_file = args.data_dir.join(crate::compact::ADDR_FILE);
-    if let Err(e) = std::fs::write(&addr_file, addr.to_string()) {
+    if opened.is_local
+        && let Err(e) = std::fs::write(&addr_file, addr.to_string())
+    {
         tracing::warn!(error = %e, "cannot write {}", addr_file.display());
     }
-    tracing::info!(data_dir = %args.data_dir.display(), jobs = config.scrape_configs.len(), "listening on http://{addr}");
+    tracing::info!(
+        storage = %opened.description,
+        jobs = config.scrape_configs.len(),
+        "listening on http://{addr}"
+    );
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -155,21 +191,55 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         .await;
     let _ = scrape_task.await;
     let _ = compact_task.await;
+    let _ = rules_task.await;
     let _ = std::fs::remove_file(&addr_file);
     served.map_err(ServeError::Serve)?;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// Builds the rule manager: rule files and Alertmanagers from the config, alert state in
+/// `DATA_DIR/rules-state` so it survives restarts.
+async fn start_rules(
+    args: &ServeArgs,
+    config: &Config,
+    addr: SocketAddr,
+    storage: Arc<dyn ember_storage::Storage>,
+    engine: ember_promql::Engine,
+) -> Result<Arc<ember_rules::RuleManager>, ServeError> {
+    let store = Arc::new(ember_rules::FileStateStore::new(
+        args.data_dir.join("rules-state"),
+    )?);
+    let opts = ember_rules::ManagerOptions {
+        tenant: ember_model::DEFAULT_TENANT.into(),
+        external_labels: config.global.external_labels.clone().into_iter().collect(),
+        external_url: format!("http://{addr}"),
+        ..Default::default()
+    };
+    let mgr = Arc::new(ember_rules::RuleManager::new(
+        storage,
+        Arc::new(engine),
+        store,
+        opts,
+    ));
+    let base_dir = args
+        .config
+        .as_deref()
+        .and_then(|p| p.parent())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    mgr.load_config(config, &base_dir)?;
+    mgr.restore_all().await;
+    Ok(mgr)
+}
+
 /// How often the server compacts closed hot buckets into blocks.
 const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
-
-type LocalCompactor = ember_blocks::Compactor<ember_storage_local::LocalStore>;
 
 /// Compacts every [`COMPACTION_INTERVAL`] until stopped; failures are logged and retried
 /// on the next tick (compaction is idempotent).
 async fn compaction_loop(
-    compactor: Arc<LocalCompactor>,
+    compactor: Arc<dyn RunCompaction>,
     retention_ms: Option<i64>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -193,7 +263,7 @@ async fn compaction_loop(
 
 /// Ember-only admin routes of the local server: `POST /api/v1/admin/compact` runs one
 /// compaction pass now (what `ember compact` asks of a running server).
-fn admin_routes(compactor: Arc<LocalCompactor>, retention_ms: Option<i64>) -> axum::Router {
+fn admin_routes(compactor: Arc<dyn RunCompaction>, retention_ms: Option<i64>) -> axum::Router {
     use axum::extract::{Query, State};
     use axum::http::StatusCode;
     use axum::routing::post;
@@ -204,7 +274,7 @@ fn admin_routes(compactor: Arc<LocalCompactor>, retention_ms: Option<i64>) -> ax
     }
 
     async fn compact_now(
-        State((compactor, default_retention)): State<(Arc<LocalCompactor>, Option<i64>)>,
+        State((compactor, default_retention)): State<(Arc<dyn RunCompaction>, Option<i64>)>,
         Query(p): Query<CompactParams>,
     ) -> (StatusCode, String) {
         let cfg = crate::compact::compaction_config(p.retention_ms.or(default_retention));
