@@ -65,7 +65,9 @@ pub fn parse_prom_duration_ms(s: &str) -> Result<u64, String> {
         if start == i {
             return Err(format!("not a valid duration string: {s:?}"));
         }
-        let n: u64 = s[start..i].parse().map_err(|_| format!("not a valid duration string: {s:?}"))?;
+        let n: u64 = s[start..i]
+            .parse()
+            .map_err(|_| format!("not a valid duration string: {s:?}"))?;
         let unit_start = i;
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
@@ -93,7 +95,15 @@ impl fmt::Display for PromDuration {
         if ms == 0 {
             return write!(f, "0s");
         }
-        for (unit, size) in [("y", 31_536_000_000u64), ("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        for (unit, size) in [
+            ("y", 31_536_000_000u64),
+            ("w", 604_800_000),
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ] {
             if ms >= size {
                 write!(f, "{}{}", ms / size, unit)?;
                 ms %= size;

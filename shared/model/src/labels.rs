@@ -19,7 +19,10 @@ pub struct Label {
 impl Label {
     /// A label pair.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -38,7 +41,9 @@ impl Labels {
     /// Builds a label set from pairs: sorts them, drops empty values, and keeps the
     /// last value of a repeated name. Use [`Labels::from_sorted_unchecked`] on hot paths
     /// where the input is known to be valid.
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut b = LabelsBuilder::new();
         for (n, v) in pairs {
             b.set(n, v);
@@ -92,12 +97,20 @@ impl Labels {
 
     /// A builder that starts from this set.
     pub fn to_builder(&self) -> LabelsBuilder {
-        LabelsBuilder { labels: self.0.clone() }
+        LabelsBuilder {
+            labels: self.0.clone(),
+        }
     }
 
     /// A copy without the metric name.
     pub fn without_metric_name(&self) -> Labels {
-        Labels(self.0.iter().filter(|l| l.name != METRIC_NAME).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| l.name != METRIC_NAME)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A stable 64-bit hash of the whole set (xxHash64 over `name\xffvalue\xff…`,

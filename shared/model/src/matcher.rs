@@ -43,24 +43,46 @@ pub enum MatcherError {
 impl Matcher {
     /// `name = value`.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), op: MatchOp::Equal, value: value.into() }
+        Self {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+        }
     }
 
     /// `name != value`.
     pub fn not_equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), op: MatchOp::NotEqual, value: value.into() }
+        Self {
+            name: name.into(),
+            op: MatchOp::NotEqual,
+            value: value.into(),
+        }
     }
 
     /// `name =~ pattern` (anchored as `^(?:pattern)$`).
-    pub fn regex(name: impl Into<String>, pattern: impl Into<String>) -> Result<Self, MatcherError> {
+    pub fn regex(
+        name: impl Into<String>,
+        pattern: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
         let value = pattern.into();
-        Ok(Self { name: name.into(), op: MatchOp::Regex(anchored(&value)?), value })
+        Ok(Self {
+            name: name.into(),
+            op: MatchOp::Regex(anchored(&value)?),
+            value,
+        })
     }
 
     /// `name !~ pattern` (anchored as `^(?:pattern)$`).
-    pub fn not_regex(name: impl Into<String>, pattern: impl Into<String>) -> Result<Self, MatcherError> {
+    pub fn not_regex(
+        name: impl Into<String>,
+        pattern: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
         let value = pattern.into();
-        Ok(Self { name: name.into(), op: MatchOp::NotRegex(anchored(&value)?), value })
+        Ok(Self {
+            name: name.into(),
+            op: MatchOp::NotRegex(anchored(&value)?),
+            value,
+        })
     }
 
     /// Whether a label value (`""` when the label is absent) matches.
@@ -106,8 +128,10 @@ pub fn matches_all(matchers: &[Matcher], labels: &crate::Labels) -> bool {
 }
 
 fn anchored(pattern: &str) -> Result<Regex, MatcherError> {
-    Regex::new(&format!("^(?s:{pattern})$"))
-        .map_err(|source| MatcherError::BadRegex { pattern: pattern.to_string(), source })
+    Regex::new(&format!("^(?s:{pattern})$")).map_err(|source| MatcherError::BadRegex {
+        pattern: pattern.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

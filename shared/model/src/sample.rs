@@ -84,8 +84,20 @@ mod tests {
 
     #[test]
     fn dedup_keeps_last_value_per_timestamp() {
-        let mut s = vec![Sample::new(3, 1.0), Sample::new(1, 2.0), Sample::new(3, 5.0), Sample::new(2, 0.0)];
+        let mut s = vec![
+            Sample::new(3, 1.0),
+            Sample::new(1, 2.0),
+            Sample::new(3, 5.0),
+            Sample::new(2, 0.0),
+        ];
         sort_and_dedup_samples(&mut s);
-        assert_eq!(s, vec![Sample::new(1, 2.0), Sample::new(2, 0.0), Sample::new(3, 5.0)]);
+        assert_eq!(
+            s,
+            vec![
+                Sample::new(1, 2.0),
+                Sample::new(2, 0.0),
+                Sample::new(3, 5.0)
+            ]
+        );
     }
 }

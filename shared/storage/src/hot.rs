@@ -37,7 +37,12 @@ pub trait HotStore: Send + Sync {
 
     /// Durably stores the segments and metadata of one write, all or nothing. Writing a
     /// segment whose (key, content id) already exists is a no-op, which makes retries safe.
-    async fn write(&self, tenant: &str, segments: &[EncodedSegment], metadata: &[MetricMetadata]) -> Result<()>;
+    async fn write(
+        &self,
+        tenant: &str,
+        segments: &[EncodedSegment],
+        metadata: &[MetricMetadata],
+    ) -> Result<()>;
 
     /// Every indexed series matching all `matchers`, regardless of time.
     async fn find_series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<IndexedSeries>>;
@@ -88,24 +93,43 @@ impl<H: HotStore> HotTier<H> {
         }
         let shards = self.store.shards();
         let wanted: HashSet<u64> = found.iter().map(|s| s.id).collect();
-        let wanted_shards: HashSet<u32> =
-            found.iter().map(|s| layout::shard_of(s.labels.metric_name().unwrap_or(""), shards)).collect();
+        let wanted_shards: HashSet<u32> = found
+            .iter()
+            .map(|s| layout::shard_of(s.labels.metric_name().unwrap_or(""), shards))
+            .collect();
         let first = layout::bucket_of(start);
         // Only buckets that exist: a range like [MinTime, MaxTime] must not walk every hour.
-        let buckets: Vec<i64> =
-            self.store.buckets(tenant).await?.into_iter().filter(|b| *b >= first && *b <= end).collect();
+        let buckets: Vec<i64> = self
+            .store
+            .buckets(tenant)
+            .await?
+            .into_iter()
+            .filter(|b| *b >= first && *b <= end)
+            .collect();
         let mut merger = SeriesMerger::new();
         for bucket in buckets {
             for &shard in &wanted_shards {
-                for bytes in self.store.read_segments(tenant, SegmentKey { bucket, shard }).await? {
+                for bytes in self
+                    .store
+                    .read_segments(tenant, SegmentKey { bucket, shard })
+                    .await?
+                {
                     merger
                         .add_segment(&bytes, Some(&wanted), start, end)
-                        .map_err(|e| StorageError::internal(format!("reading segment bucket={bucket} shard={shard}"), e))?;
+                        .map_err(|e| {
+                            StorageError::internal(
+                                format!("reading segment bucket={bucket} shard={shard}"),
+                                e,
+                            )
+                        })?;
                 }
             }
         }
         let mut samples = merger.finish();
-        Ok(found.into_iter().filter_map(|s| samples.remove(&s.id).map(|smp| (s, smp))).collect())
+        Ok(found
+            .into_iter()
+            .filter_map(|s| samples.remove(&s.id).map(|smp| (s, smp)))
+            .collect())
     }
 }
 
@@ -113,15 +137,26 @@ impl<H: HotStore> HotTier<H> {
 impl<H: HotStore> Appender for HotTier<H> {
     async fn append(&self, tenant: &str, batch: AppendBatch) -> Result<AppendStats> {
         let labels: Vec<Labels> = batch.series.iter().map(|s| s.labels.clone()).collect();
-        let ids = if labels.is_empty() { Vec::new() } else { self.store.resolve_series(tenant, &labels).await? };
+        let ids = if labels.is_empty() {
+            Vec::new()
+        } else {
+            self.store.resolve_series(tenant, &labels).await?
+        };
         if ids.len() != batch.series.len() {
-            return Err(StorageError::internal("resolving series", "store returned a wrong number of ids"));
+            return Err(StorageError::internal(
+                "resolving series",
+                "store returned a wrong number of ids",
+            ));
         }
-        let resolved = batch.series.iter().zip(&ids).map(|(s, (id, _))| ResolvedSeries {
-            series_id: *id,
-            metric_name: s.labels.metric_name().unwrap_or(""),
-            samples: &s.samples,
-        });
+        let resolved = batch
+            .series
+            .iter()
+            .zip(&ids)
+            .map(|(s, (id, _))| ResolvedSeries {
+                series_id: *id,
+                metric_name: s.labels.metric_name().unwrap_or(""),
+                samples: &s.samples,
+            });
         let segments = layout::plan_segments(resolved, self.store.shards());
         self.store.write(tenant, &segments, &batch.metadata).await?;
         Ok(AppendStats {
@@ -133,7 +168,13 @@ impl<H: HotStore> Appender for HotTier<H> {
 
 #[async_trait]
 impl<H: HotStore> Querier for HotTier<H> {
-    async fn select(&self, tenant: &str, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Series>> {
+    async fn select(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Series>> {
         Ok(self
             .select_indexed(tenant, matchers, start, end)
             .await?
@@ -142,9 +183,19 @@ impl<H: HotStore> Querier for HotTier<H> {
             .collect())
     }
 
-    async fn series(&self, tenant: &str, matcher_sets: &[Vec<Matcher>], start: i64, end: i64) -> Result<Vec<Labels>> {
+    async fn series(
+        &self,
+        tenant: &str,
+        matcher_sets: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>> {
         let all: [Vec<Matcher>; 1] = [Vec::new()];
-        let sets: &[Vec<Matcher>] = if matcher_sets.is_empty() { &all } else { matcher_sets };
+        let sets: &[Vec<Matcher>] = if matcher_sets.is_empty() {
+            &all
+        } else {
+            matcher_sets
+        };
         let mut out: HashMap<u64, Labels> = HashMap::new();
         for set in sets {
             for (s, _) in self.select_indexed(tenant, set, start, end).await? {
@@ -193,7 +244,10 @@ impl SeriesIndex {
     /// Records a series under `id` (ids must be unique).
     pub fn insert(&mut self, id: u64, labels: Labels) {
         self.next_id = self.next_id.max(id + 1);
-        self.by_name.entry(labels.metric_name().unwrap_or("").to_string()).or_default().push(id);
+        self.by_name
+            .entry(labels.metric_name().unwrap_or("").to_string())
+            .or_default()
+            .push(id);
         self.by_id.insert(id, labels.clone());
         self.by_labels.insert(labels, id);
     }
@@ -218,7 +272,12 @@ impl SeriesIndex {
         let by_name = matchers.iter().find(|m| {
             m.name == ember_model::METRIC_NAME && matches!(m.op, ember_model::MatchOp::Equal)
         });
-        let mk = |id: &u64| self.by_id.get(id).map(|l| IndexedSeries { id: *id, labels: l.clone() });
+        let mk = |id: &u64| {
+            self.by_id.get(id).map(|l| IndexedSeries {
+                id: *id,
+                labels: l.clone(),
+            })
+        };
         match by_name {
             Some(m) => self
                 .by_name
@@ -232,7 +291,10 @@ impl SeriesIndex {
                 .by_id
                 .iter()
                 .filter(|(_, l)| matches_all(matchers, l))
-                .map(|(id, l)| IndexedSeries { id: *id, labels: l.clone() })
+                .map(|(id, l)| IndexedSeries {
+                    id: *id,
+                    labels: l.clone(),
+                })
                 .collect(),
         }
     }

@@ -64,13 +64,24 @@ pub struct ResolvedSeries<'a> {
 }
 
 /// Splits a write into one encoded segment per (bucket, shard).
-pub fn plan_segments<'a>(series: impl IntoIterator<Item = ResolvedSeries<'a>>, shards: u32) -> Vec<EncodedSegment> {
+pub fn plan_segments<'a>(
+    series: impl IntoIterator<Item = ResolvedSeries<'a>>,
+    shards: u32,
+) -> Vec<EncodedSegment> {
     let mut groups: BTreeMap<SegmentKey, HashMap<u64, Vec<Sample>>> = BTreeMap::new();
     for s in series {
         let shard = shard_of(s.metric_name, shards);
         for smp in s.samples {
-            let key = SegmentKey { bucket: bucket_of(smp.t), shard };
-            groups.entry(key).or_default().entry(s.series_id).or_default().push(*smp);
+            let key = SegmentKey {
+                bucket: bucket_of(smp.t),
+                shard,
+            };
+            groups
+                .entry(key)
+                .or_default()
+                .entry(s.series_id)
+                .or_default()
+                .push(*smp);
         }
     }
     groups
@@ -86,7 +97,12 @@ pub fn plan_segments<'a>(series: impl IntoIterator<Item = ResolvedSeries<'a>>, s
             let samples = list.iter().map(|s| s.samples.len()).sum();
             let bytes = segment::encode(&mut list);
             let content_id = xxhash_rust::xxh64::xxh64(&bytes, 0);
-            EncodedSegment { key, content_id, samples, bytes }
+            EncodedSegment {
+                key,
+                content_id,
+                samples,
+                bytes,
+            }
         })
         .collect()
 }
@@ -126,7 +142,10 @@ impl SeriesMerger {
             if wanted.is_some_and(|w| !w.contains(&s.series_id)) {
                 continue;
             }
-            self.add_samples(s.series_id, s.samples.into_iter().filter(|x| x.t >= start && x.t <= end));
+            self.add_samples(
+                s.series_id,
+                s.samples.into_iter().filter(|x| x.t >= start && x.t <= end),
+            );
         }
         Ok(())
     }
@@ -164,11 +183,21 @@ mod tests {
     fn same_write_gives_same_segments_and_merge_dedups() {
         let samples = [Sample::new(10, 1.0), Sample::new(BUCKET_MS + 5, 2.0)];
         let write = || {
-            plan_segments([ResolvedSeries { series_id: 3, metric_name: "up", samples: &samples }], DEFAULT_SHARDS)
+            plan_segments(
+                [ResolvedSeries {
+                    series_id: 3,
+                    metric_name: "up",
+                    samples: &samples,
+                }],
+                DEFAULT_SHARDS,
+            )
         };
         let (a, b) = (write(), write());
         assert_eq!(a.len(), 2, "one segment per bucket");
-        assert_eq!(a.iter().map(|s| s.content_id).collect::<Vec<_>>(), b.iter().map(|s| s.content_id).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(|s| s.content_id).collect::<Vec<_>>(),
+            b.iter().map(|s| s.content_id).collect::<Vec<_>>()
+        );
         let mut m = SeriesMerger::new();
         for seg in a.iter().chain(&b) {
             m.add_segment(&seg.bytes, None, 0, i64::MAX).unwrap();

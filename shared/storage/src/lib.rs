@@ -4,9 +4,9 @@
 //! DynamoDB + S3 store) implements [`Appender`] and [`Querier`]; the ingest
 //! path, the PromQL engine and the HTTP API only ever see these traits.
 
-pub mod memory;
 pub mod hot;
 pub mod layout;
+pub mod memory;
 pub mod segment;
 
 use async_trait::async_trait;
@@ -62,7 +62,10 @@ pub enum StorageError {
 impl StorageError {
     /// An internal error with context, from any displayable cause.
     pub fn internal(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        StorageError::Internal { context: context.into(), message: err.to_string() }
+        StorageError::Internal {
+            context: context.into(),
+            message: err.to_string(),
+        }
     }
 }
 
@@ -82,16 +85,37 @@ pub trait Appender: Send + Sync {
 pub trait Querier: Send + Sync {
     /// Every series matching all `matchers` that has samples in `[start, end]`, with those
     /// samples sorted by time and free of duplicate timestamps. Order of series is unspecified.
-    async fn select(&self, tenant: &str, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Series>>;
+    async fn select(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Series>>;
 
     /// Label sets of series matching any of the matcher sets (each set is ANDed) with samples in
     /// `[start, end]`, sorted. An empty `matcher_sets` means all series.
-    async fn series(&self, tenant: &str, matcher_sets: &[Vec<Matcher>], start: i64, end: i64) -> Result<Vec<Labels>>;
+    async fn series(
+        &self,
+        tenant: &str,
+        matcher_sets: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>>;
 
     /// Sorted label names of the series `series` would return.
-    async fn label_names(&self, tenant: &str, matcher_sets: &[Vec<Matcher>], start: i64, end: i64) -> Result<Vec<String>> {
+    async fn label_names(
+        &self,
+        tenant: &str,
+        matcher_sets: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>> {
         let series = self.series(tenant, matcher_sets, start, end).await?;
-        let mut names: Vec<String> = series.iter().flat_map(|l| l.iter().map(|l| l.name.clone())).collect();
+        let mut names: Vec<String> = series
+            .iter()
+            .flat_map(|l| l.iter().map(|l| l.name.clone()))
+            .collect();
         names.sort();
         names.dedup();
         Ok(names)
@@ -107,7 +131,10 @@ pub trait Querier: Send + Sync {
         end: i64,
     ) -> Result<Vec<String>> {
         let series = self.series(tenant, matcher_sets, start, end).await?;
-        let mut values: Vec<String> = series.iter().filter_map(|l| l.get(name).map(str::to_string)).collect();
+        let mut values: Vec<String> = series
+            .iter()
+            .filter_map(|l| l.get(name).map(str::to_string))
+            .collect();
         values.sort();
         values.dedup();
         Ok(values)

@@ -38,7 +38,10 @@ impl MemStorage {
 
     /// Appends synchronously (for test loaders that are not async).
     pub fn append_sync(&self, tenant: &str, batch: AppendBatch) -> Result<AppendStats> {
-        let mut tenants = self.tenants.write().map_err(|e| StorageError::internal("lock", e))?;
+        let mut tenants = self
+            .tenants
+            .write()
+            .map_err(|e| StorageError::internal("lock", e))?;
         let t = tenants.entry(tenant.to_string()).or_default();
         let mut stats = AppendStats::default();
         for s in batch.series {
@@ -57,9 +60,20 @@ impl MemStorage {
     }
 
     /// Selects synchronously (see [`Querier::select`]).
-    pub fn select_sync(&self, tenant: &str, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Series>> {
-        let tenants = self.tenants.read().map_err(|e| StorageError::internal("lock", e))?;
-        let Some(t) = tenants.get(tenant) else { return Ok(Vec::new()) };
+    pub fn select_sync(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Series>> {
+        let tenants = self
+            .tenants
+            .read()
+            .map_err(|e| StorageError::internal("lock", e))?;
+        let Some(t) = tenants.get(tenant) else {
+            return Ok(Vec::new());
+        };
         Ok(t.series
             .iter()
             .filter(|(l, _)| matches_all(matchers, l))
@@ -81,17 +95,37 @@ impl Appender for MemStorage {
 
 #[async_trait]
 impl Querier for MemStorage {
-    async fn select(&self, tenant: &str, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Series>> {
+    async fn select(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Series>> {
         self.select_sync(tenant, matchers, start, end)
     }
 
-    async fn series(&self, tenant: &str, matcher_sets: &[Vec<Matcher>], start: i64, end: i64) -> Result<Vec<Labels>> {
+    async fn series(
+        &self,
+        tenant: &str,
+        matcher_sets: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>> {
         let mut out = Vec::new();
         if matcher_sets.is_empty() {
-            out.extend(self.select_sync(tenant, &[], start, end)?.into_iter().map(|s| s.labels));
+            out.extend(
+                self.select_sync(tenant, &[], start, end)?
+                    .into_iter()
+                    .map(|s| s.labels),
+            );
         }
         for set in matcher_sets {
-            out.extend(self.select_sync(tenant, set, start, end)?.into_iter().map(|s| s.labels));
+            out.extend(
+                self.select_sync(tenant, set, start, end)?
+                    .into_iter()
+                    .map(|s| s.labels),
+            );
         }
         out.sort();
         out.dedup();
@@ -99,9 +133,18 @@ impl Querier for MemStorage {
     }
 
     async fn metadata(&self, tenant: &str, metric: Option<&str>) -> Result<Vec<MetricMetadata>> {
-        let tenants = self.tenants.read().map_err(|e| StorageError::internal("lock", e))?;
-        let Some(t) = tenants.get(tenant) else { return Ok(Vec::new()) };
-        Ok(t.metadata.values().filter(|m| metric.is_none_or(|n| m.metric_family_name == n)).cloned().collect())
+        let tenants = self
+            .tenants
+            .read()
+            .map_err(|e| StorageError::internal("lock", e))?;
+        let Some(t) = tenants.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        Ok(t.metadata
+            .values()
+            .filter(|m| metric.is_none_or(|n| m.metric_family_name == n))
+            .cloned()
+            .collect())
     }
 }
 
@@ -115,14 +158,26 @@ mod tests {
         let store = MemStorage::new();
         let labels = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
         let batch = AppendBatch {
-            series: vec![Series::new(labels.clone(), vec![Sample::new(1000, 1.0), Sample::new(2000, 1.0)])],
+            series: vec![Series::new(
+                labels.clone(),
+                vec![Sample::new(1000, 1.0), Sample::new(2000, 1.0)],
+            )],
             metadata: vec![],
         };
         store.append("t", batch.clone()).await.unwrap();
         store.append("t", batch).await.unwrap();
-        let got = store.select("t", &[Matcher::equal("job", "a")], 0, 5000).await.unwrap();
+        let got = store
+            .select("t", &[Matcher::equal("job", "a")], 0, 5000)
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].samples.len(), 2);
-        assert!(store.select("other", &[], 0, 5000).await.unwrap().is_empty());
+        assert!(
+            store
+                .select("other", &[], 0, 5000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
