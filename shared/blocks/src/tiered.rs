@@ -158,12 +158,7 @@ impl<H: HotStore> Querier for TieredStorage<H> {
         start: i64,
         end: i64,
     ) -> Result<Vec<Labels>> {
-        let all: [Vec<Matcher>; 1] = [Vec::new()];
-        let sets: &[Vec<Matcher>] = if matcher_sets.is_empty() {
-            &all
-        } else {
-            matcher_sets
-        };
+        let sets = ember_storage::matcher_sets_or_all(matcher_sets);
         let mut out: HashSet<Labels> = self
             .hot
             .series(tenant, sets, start, end)

@@ -190,12 +190,7 @@ impl<H: HotStore> Querier for HotTier<H> {
         start: i64,
         end: i64,
     ) -> Result<Vec<Labels>> {
-        let all: [Vec<Matcher>; 1] = [Vec::new()];
-        let sets: &[Vec<Matcher>] = if matcher_sets.is_empty() {
-            &all
-        } else {
-            matcher_sets
-        };
+        let sets = crate::matcher_sets_or_all(matcher_sets);
         let mut out: HashMap<u64, Labels> = HashMap::new();
         for set in sets {
             for (s, _) in self.select_indexed(tenant, set, start, end).await? {

@@ -14,6 +14,17 @@ use ember_model::{Labels, Matcher, MetricMetadata, Series};
 
 pub use memory::MemStorage;
 
+/// The matcher sets a `series`/label query covers: the given ones, or — when none are
+/// given — one empty set, which matches every series (Prometheus' "no `match[]`").
+pub fn matcher_sets_or_all(matcher_sets: &[Vec<Matcher>]) -> &[Vec<Matcher>] {
+    static ALL_SERIES: [Vec<Matcher>; 1] = [Vec::new()];
+    if matcher_sets.is_empty() {
+        &ALL_SERIES
+    } else {
+        matcher_sets
+    }
+}
+
 /// One durable write: series with their samples, plus metric metadata.
 /// A backend applies it whole or not at all.
 #[derive(Debug, Clone, Default)]

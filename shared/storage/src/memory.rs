@@ -113,14 +113,7 @@ impl Querier for MemStorage {
         end: i64,
     ) -> Result<Vec<Labels>> {
         let mut out = Vec::new();
-        if matcher_sets.is_empty() {
-            out.extend(
-                self.select_sync(tenant, &[], start, end)?
-                    .into_iter()
-                    .map(|s| s.labels),
-            );
-        }
-        for set in matcher_sets {
+        for set in crate::matcher_sets_or_all(matcher_sets) {
             out.extend(
                 self.select_sync(tenant, set, start, end)?
                     .into_iter()
