@@ -9,6 +9,7 @@
 pub mod error;
 pub mod json;
 pub mod params;
+mod push;
 mod query;
 mod series;
 mod status;
@@ -19,7 +20,7 @@ mod write;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use ember_promql::Engine;
 use ember_storage::Storage;
 
@@ -120,6 +121,16 @@ fn api_routes(prefix: &str) -> Router<SharedState> {
         )
         .route(&p("/api/v1/label/{name}/values"), get(series::label_values))
         .route(&p("/api/v1/metadata"), get(series::metadata))
+        .route(
+            &p("/metrics/job/{*rest}"),
+            put(push::push).post(push::push).delete(push::push),
+        )
+        .route(
+            &p("/metrics/job@base64/{*rest}"),
+            put(push::push_base64_job)
+                .post(push::push_base64_job)
+                .delete(push::push_base64_job),
+        )
         .route(
             &p("/api/v1/status/buildinfo"),
             get(status::buildinfo).post(status::buildinfo),

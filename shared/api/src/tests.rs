@@ -328,3 +328,66 @@ async fn grafana_save_and_test_and_queries() {
     .await;
     assert!(!body.contains("\"job\""), "{body}");
 }
+
+#[tokio::test]
+async fn pushgateway_style_push_lands_with_grouping_labels() {
+    let (app, store) = app();
+    let body = "# TYPE some_metric counter\nsome_metric{label=\"val1\",job=\"overridden\"} 42\n";
+    let req = Request::post("/metrics/job/some_job/instance/some_instance")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(send(&app, req).await.0, StatusCode::OK);
+    let got = store
+        .select_sync(
+            "default",
+            &[ember_model::Matcher::equal("__name__", "some_metric")],
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].labels.get("job"),
+        Some("some_job"),
+        "grouping labels win"
+    );
+    assert_eq!(got[0].labels.get("instance"), Some("some_instance"));
+    assert_eq!(got[0].samples[0].v, 42.0);
+    let push_time = store
+        .select_sync(
+            "default",
+            &[ember_model::Matcher::equal("__name__", "push_time_seconds")],
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+    assert_eq!(push_time.len(), 1);
+    // Timestamps are refused whole, as the Pushgateway does; a bad body names the line.
+    let req = Request::put("/metrics/job/x")
+        .body(Body::from("m 1 1700000000000\n"))
+        .unwrap();
+    let (status, body, _) = send(&app, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("must not have timestamps"), "{body}");
+    let req = Request::put("/metrics/job/x")
+        .body(Body::from("m{ 1\n"))
+        .unwrap();
+    let (status, body, _) = send(&app, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("line 1"), "{body}");
+    assert!(
+        store
+            .select_sync(
+                "default",
+                &[ember_model::Matcher::equal("job", "x")],
+                0,
+                i64::MAX
+            )
+            .unwrap()
+            .is_empty()
+    );
+    let req = Request::delete("/metrics/job/some_job")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, req).await.0, StatusCode::ACCEPTED);
+}
