@@ -134,18 +134,7 @@ fn run(args: &Args) -> Result<()> {
     );
 
     // The temp dir (if any) lives until the end of the run; --keep or --work-dir keep the files.
-    let (temp, work_dir) = match &args.work_dir {
-        Some(dir) => (None, dir.clone()),
-        None => {
-            let temp = ember_e2e::test_dir("bench")?;
-            if args.keep {
-                (None, temp.keep())
-            } else {
-                let path = temp.path().to_path_buf();
-                (Some(temp), path)
-            }
-        }
-    };
+    let (temp, work_dir) = ember_e2e::work_dir(args.work_dir.as_deref(), args.keep, "bench")?;
     let logs = work_dir.join("logs");
     let mut outcomes = Vec::new();
     for target in &args.targets {

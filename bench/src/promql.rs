@@ -63,24 +63,6 @@ struct Args {
     keep: bool,
 }
 
-/// Prometheus' configuration: accept the backfilled samples (out-of-order window).
-const PROMETHEUS_CONFIG: &str = "\
-global:
-  scrape_interval: 1m
-  evaluation_interval: 1m
-storage:
-  tsdb:
-    out_of_order_time_window: 30d
-";
-
-/// Ember's configuration: nothing scraped, so both servers hold exactly the same data.
-const EMBER_CONFIG: &str = "\
-global:
-  scrape_interval: 1m
-  evaluation_interval: 1m
-scrape_configs: []
-";
-
 /// The benchmark queries: `rate` over every counter, `sum by`, `histogram_quantile`,
 /// a subquery, and a many-series binary join.
 const QUERIES: &[(&str, &str)] = &[
@@ -175,18 +157,8 @@ fn run(args: &Args) -> Result<()> {
         generating.elapsed().as_secs_f64()
     );
 
-    let (temp, work_dir) = match &args.work_dir {
-        Some(dir) => (None, dir.clone()),
-        None => {
-            let temp = ember_e2e::test_dir("promql-bench")?;
-            if args.keep {
-                (None, temp.keep())
-            } else {
-                let path = temp.path().to_path_buf();
-                (Some(temp), path)
-            }
-        }
-    };
+    let (temp, work_dir) =
+        ember_e2e::work_dir(args.work_dir.as_deref(), args.keep, "promql-bench")?;
     let logs = work_dir.join("logs");
     let ember_bin = match &args.ember_bin {
         Some(path) => path.clone(),
@@ -195,7 +167,7 @@ fn run(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&work_dir)
         .map_err(|e| Error::new(format!("cannot create {}: {e}", work_dir.display())))?;
     let ember_config = work_dir.join("ember.yml");
-    std::fs::write(&ember_config, EMBER_CONFIG)
+    std::fs::write(&ember_config, promql_data::EMBER_CONFIG)
         .map_err(|e| Error::new(format!("cannot write {}: {e}", ember_config.display())))?;
     let ember_config = ember_config.display().to_string();
     println!("starting {} serve and Prometheus", ember_bin.display());
@@ -208,7 +180,7 @@ fn run(args: &Args) -> Result<()> {
     )?;
     let prometheus = PrometheusServer::start(
         PrometheusMode::Receiver,
-        PROMETHEUS_CONFIG,
+        promql_data::PROMETHEUS_CONFIG,
         &work_dir.join("prometheus"),
         &logs,
         &[],

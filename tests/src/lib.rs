@@ -28,7 +28,7 @@ pub use remote_write::{
 };
 pub use servers::{EmberServer, NodeExporter, PrometheusServer};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use tempfile::TempDir;
@@ -46,6 +46,27 @@ pub fn test_dir(name: &str) -> Result<TempDir> {
         eprintln!("keeping test dir {}", dir.path().display());
     }
     Ok(dir)
+}
+
+/// The work directory of a benchmark run: `given` when set (kept), else a fresh temp
+/// dir that is removed when the returned guard drops, unless `keep` is set.
+pub fn work_dir(
+    given: Option<&Path>,
+    keep: bool,
+    name: &str,
+) -> Result<(Option<TempDir>, PathBuf)> {
+    match given {
+        Some(dir) => Ok((None, dir.to_path_buf())),
+        None => {
+            let temp = test_dir(name)?;
+            if keep {
+                Ok((None, temp.keep()))
+            } else {
+                let path = temp.path().to_path_buf();
+                Ok((Some(temp), path))
+            }
+        }
+    }
 }
 
 /// The workspace root (the directory holding the root `Cargo.toml`).

@@ -363,6 +363,27 @@ fn time_bounds(series: &[TimeSeries]) -> Option<(i64, i64)> {
     Some((first, last))
 }
 
+/// Prometheus' configuration for holding the same data as Ember: remote-write samples up
+/// to 30 days old are accepted (out-of-order window), and the default subquery step
+/// (`evaluation_interval`) is 1 m, Ember's default too.
+pub const PROMETHEUS_CONFIG: &str = "\
+global:
+  scrape_interval: 1m
+  evaluation_interval: 1m
+storage:
+  tsdb:
+    out_of_order_time_window: 30d
+";
+
+/// Ember's configuration for the comparison: the same evaluation interval and no scrape
+/// targets (the default config would scrape Ember itself and add `up{job="ember"}`).
+pub const EMBER_CONFIG: &str = "\
+global:
+  scrape_interval: 1m
+  evaluation_interval: 1m
+scrape_configs: []
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,26 +26,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-/// Prometheus' configuration: remote-write samples up to 30 days old are accepted
-/// (out-of-order window), and the default subquery step (`evaluation_interval`) is 1 m,
-/// Ember's default too.
-const PROMETHEUS_CONFIG: &str = "\
-global:
-  scrape_interval: 1m
-  evaluation_interval: 1m
-storage:
-  tsdb:
-    out_of_order_time_window: 30d
-";
-
-/// Ember's configuration: the same evaluation interval, no scrape targets.
-const EMBER_CONFIG: &str = "\
-global:
-  scrape_interval: 1m
-  evaluation_interval: 1m
-scrape_configs: []
-";
-
 /// Relative tolerance for floats: 2.42 and 3.x sum in different orders (3.x uses
 /// Kahan summation in several places), so the last bits may differ.
 const RELATIVE_TOLERANCE: f64 = 1e-9;
@@ -350,7 +330,7 @@ fn promql_answers_match_prometheus_2_42() {
     // No scrape configs: by default `ember serve` scrapes itself (`up{job="ember"}` …),
     // which Prometheus (with its empty config) does not.
     let ember_config = dir.path().join("ember.yml");
-    std::fs::write(&ember_config, EMBER_CONFIG).expect("write ember.yml");
+    std::fs::write(&ember_config, promql_data::EMBER_CONFIG).expect("write ember.yml");
     let ember_config = ember_config.display().to_string();
     let ember = EmberServer::start_with(
         &binaries::ember_bin(Profile::Debug).expect("ember binary"),
@@ -362,7 +342,7 @@ fn promql_answers_match_prometheus_2_42() {
     .expect("start ember serve");
     let prometheus = PrometheusServer::start(
         PrometheusMode::Receiver,
-        PROMETHEUS_CONFIG,
+        promql_data::PROMETHEUS_CONFIG,
         &dir.path().join("prometheus"),
         &logs,
         &[],
