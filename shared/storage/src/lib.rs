@@ -8,6 +8,7 @@ pub mod hot;
 pub mod layout;
 pub mod memory;
 pub mod segment;
+pub mod state;
 
 use async_trait::async_trait;
 use ember_model::{Labels, Matcher, MetricMetadata, Series};
