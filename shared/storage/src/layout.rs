@@ -138,6 +138,11 @@ impl SeriesMerger {
         start: i64,
         end: i64,
     ) -> Result<(), SegmentError> {
+        if let Some((min_t, max_t)) = segment::time_range(bytes)?
+            && (max_t < start || min_t > end)
+        {
+            return Ok(());
+        }
         for s in segment::decode(bytes)? {
             if wanted.is_some_and(|w| !w.contains(&s.series_id)) {
                 continue;
@@ -203,5 +208,34 @@ mod tests {
             m.add_segment(&seg.bytes, None, 0, i64::MAX).unwrap();
         }
         assert_eq!(m.finish()[&3], samples.to_vec());
+    }
+
+    #[test]
+    fn merger_skips_segments_outside_the_window() {
+        let early = [Sample::new(1_000, 1.0), Sample::new(2_000, 2.0)];
+        let late = [Sample::new(60_000, 3.0)];
+        let segs: Vec<EncodedSegment> = [&early[..], &late[..]]
+            .into_iter()
+            .flat_map(|samples| {
+                plan_segments(
+                    [ResolvedSeries {
+                        series_id: 9,
+                        metric_name: "up",
+                        samples,
+                    }],
+                    DEFAULT_SHARDS,
+                )
+            })
+            .collect();
+        let mut m = SeriesMerger::new();
+        for seg in &segs {
+            m.add_segment(&seg.bytes, None, 1_500, 70_000).unwrap();
+        }
+        assert_eq!(m.finish()[&9], vec![early[1], late[0]]);
+        let mut m = SeriesMerger::new();
+        for seg in &segs {
+            m.add_segment(&seg.bytes, None, 3_000, 50_000).unwrap();
+        }
+        assert!(m.finish().is_empty());
     }
 }

@@ -5,6 +5,10 @@
 //! locally, a DynamoDB item on AWS), which is what keeps writes cheap: one item
 //! per (request × shard × bucket) instead of one per sample or series.
 //!
+//! Framing (written now): `3 u8 | min t zigzag-varint | max t zigzag-varint | zstd frame`,
+//! the sample-time range uncompressed so a reader skips segments outside its query
+//! window ([`time_range`]); segments written before carry the bare zstd frame.
+//!
 //! Layout (version 2, written now), before zstd compression, columnar so that zstd sees
 //! alike bytes together (ids that step by one, timestamps shared by a scrape, value
 //! headers that repeat):
@@ -99,8 +103,55 @@ pub fn encode(series: &mut [SegmentSeries]) -> Vec<u8> {
     for part in [&ids, &ts, &heads, &bodies] {
         buf.extend_from_slice(part);
     }
+    // The time range goes in front, uncompressed, so readers skip segments outside a query
+    // window without decompressing them (an instant query reads minutes of an hour bucket).
+    let (min_t, max_t) = series
+        .iter()
+        .filter_map(|s| Some((s.samples.first()?.t, s.samples.last()?.t)))
+        .fold((i64::MAX, i64::MIN), |(lo, hi), (a, b)| {
+            (lo.min(a), hi.max(b))
+        });
+    let (min_t, max_t) = if min_t > max_t {
+        (0, -1)
+    } else {
+        (min_t, max_t)
+    };
+    let mut out = Vec::with_capacity(24 + buf.len() / 2);
+    out.push(FRAMED_MARKER);
+    put_varint(&mut out, min_t);
+    put_varint(&mut out, max_t);
     // zstd on an in-memory buffer cannot fail except on allocation failure.
-    zstd::bulk::compress(&buf, 3).unwrap_or_else(|_| buf.clone())
+    match zstd::bulk::compress(&buf, 3) {
+        Ok(z) => out.extend_from_slice(&z),
+        Err(_) => return zstd::stream::encode_all(&buf[..], 3).unwrap_or(buf),
+    }
+    out
+}
+
+/// First byte of a segment with the uncompressed time-range header (written now). Older
+/// segments are a bare zstd frame, whose first byte is 0x28 (or 0x5_ for skippable frames),
+/// so the two never collide.
+const FRAMED_MARKER: u8 = 3;
+
+/// The `[min, max]` sample time of a segment from its header, without decompressing it:
+/// `Ok(None)` for segments written before the header existed (read them whole). An
+/// empty segment reports `min > max`.
+pub fn time_range(bytes: &[u8]) -> Result<Option<(i64, i64)>, SegmentError> {
+    Ok(split_header(bytes)?.0)
+}
+
+/// A segment's `[min, max]` sample time, when its header carries one.
+type TimeRange = Option<(i64, i64)>;
+
+/// Splits a segment into its optional time-range header and the zstd payload.
+fn split_header(bytes: &[u8]) -> Result<(TimeRange, &[u8]), SegmentError> {
+    if bytes.first() != Some(&FRAMED_MARKER) {
+        return Ok((None, bytes));
+    }
+    let mut r = Reader { buf: bytes, pos: 1 };
+    let min_t = r.varint()?;
+    let max_t = r.varint()?;
+    Ok((Some((min_t, max_t)), &bytes[r.pos..]))
 }
 
 /// Appends the samples of one series (sorted by time) in the chunk format described in
@@ -289,8 +340,10 @@ fn read_values<'a>(
     Ok(())
 }
 
+/// Decodes a segment (any version) into its series, sorted by id.
 pub fn decode(bytes: &[u8]) -> Result<Vec<SegmentSeries>, SegmentError> {
-    let raw = zstd::stream::decode_all(bytes)?;
+    let (_, payload) = split_header(bytes)?;
+    let raw = zstd::stream::decode_all(payload)?;
     let mut r = Reader { buf: &raw, pos: 0 };
     let version = r.byte()?;
     if version != 1 && version != 2 {
@@ -457,6 +510,24 @@ mod tests {
     use ember_model::stale_nan;
 
     #[test]
+    fn unframed_segments_still_decode_and_have_no_range() {
+        let mut input = vec![SegmentSeries {
+            series_id: 1,
+            samples: vec![Sample::new(10, 1.0), Sample::new(20, 2.0)],
+        }];
+        let framed = encode(&mut input);
+        let (range, payload) = split_header(&framed).unwrap();
+        assert_eq!(range, Some((10, 20)));
+        // What segments looked like before the header: the bare zstd frame.
+        let legacy = payload.to_vec();
+        assert_eq!(time_range(&legacy).unwrap(), None);
+        assert_eq!(decode(&legacy).unwrap(), decode(&framed).unwrap());
+        let mut empty: Vec<SegmentSeries> = Vec::new();
+        let (lo, hi) = time_range(&encode(&mut empty)).unwrap().unwrap();
+        assert!(lo > hi);
+    }
+
+    #[test]
     fn round_trip_keeps_every_bit() {
         let mut input = vec![
             SegmentSeries {
@@ -477,6 +548,7 @@ mod tests {
             },
         ];
         let bytes = encode(&mut input);
+        assert_eq!(time_range(&bytes).unwrap(), Some((-5, 16_000)));
         let out = decode(&bytes).unwrap();
         assert_eq!(out.len(), 3);
         for (a, b) in input.iter().zip(&out) {
