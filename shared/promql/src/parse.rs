@@ -13,8 +13,129 @@ pub(crate) fn parse_query(query: &str) -> Result<Expr, PromqlError> {
             "1:1: parse error: no expression found in input".into(),
         ));
     }
-    promql_parser::parser::parse(query)
-        .map_err(|msg| PromqlError::Parse(format_parse_error(query, &msg)))
+    let query = go_string_bytes(query);
+    promql_parser::parser::parse(&query)
+        .map_err(|msg| PromqlError::Parse(format_parse_error(&query, &msg)))
+}
+
+/// Gives byte escapes (`\xNN`, octal `\NNN`) in quoted strings Go's meaning before
+/// promql-parser sees them. In Go they are raw bytes: `"\xc3\xa9"` is `é`, and `"\xff"` is
+/// invalid UTF-8 (so, e.g., an invalid label name). promql-parser reads each as a code
+/// point instead (`\xff` = `ÿ`). Literals with byte escapes ≥ 0x80 are rewritten as their
+/// decoded text, with bytes that do not form UTF-8 written as U+FFFD, which the engine
+/// treats as invalid in label names as Prometheus does. Everything else is untouched.
+fn go_string_bytes(query: &str) -> std::borrow::Cow<'_, str> {
+    let b = query.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0; // bytes of `query` already copied to `out`
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'#' => i = memchr_or_end(b, i, b'\n'),
+            b'`' => i = memchr_or_end(b, i + 1, b'`') + 1,
+            q @ (b'"' | b'\'') => {
+                let start = i;
+                let Some((end, bytes, high_escape)) = go_unquote(b, i + 1, q) else {
+                    return out.map_or(std::borrow::Cow::Borrowed(query), |mut o| {
+                        o.push_str(&query[copied..]);
+                        std::borrow::Cow::Owned(o)
+                    });
+                };
+                if high_escape {
+                    let o = out.get_or_insert_with(String::new);
+                    o.push_str(&query[copied..start]);
+                    o.push(q as char);
+                    for c in String::from_utf8_lossy(&bytes).chars() {
+                        match c {
+                            '\\' => o.push_str("\\\\"),
+                            '\n' => o.push_str("\\n"),
+                            c if c as u32 == u32::from(q) => {
+                                o.push('\\');
+                                o.push(c);
+                            }
+                            c => o.push(c),
+                        }
+                    }
+                    o.push(q as char);
+                    copied = end + 1;
+                }
+                i = end + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(query),
+        Some(mut o) => {
+            o.push_str(&query[copied..]);
+            std::borrow::Cow::Owned(o)
+        }
+    }
+}
+
+fn memchr_or_end(b: &[u8], from: usize, needle: u8) -> usize {
+    b[from.min(b.len())..]
+        .iter()
+        .position(|&c| c == needle)
+        .map_or(b.len(), |p| from + p)
+}
+
+/// Decodes a Go-quoted string body starting at `i` (after the opening quote `q`): the index
+/// of the closing quote, the bytes, and whether a byte escape ≥ 0x80 occurred. `None` when
+/// the literal is malformed (the parser will report it).
+fn go_unquote(b: &[u8], mut i: usize, q: u8) -> Option<(usize, Vec<u8>, bool)> {
+    let mut bytes = Vec::new();
+    let mut high = false;
+    let hex = |s: &[u8]| u32::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok();
+    while i < b.len() {
+        let c = b[i];
+        if c == q {
+            return Some((i, bytes, high));
+        }
+        if c == b'\n' {
+            return None;
+        }
+        if c != b'\\' {
+            bytes.push(c);
+            i += 1;
+            continue;
+        }
+        let e = *b.get(i + 1)?;
+        i += 2;
+        match e {
+            b'x' => {
+                let v = hex(b.get(i..i + 2)?)?;
+                high |= v >= 0x80;
+                bytes.push(v as u8);
+                i += 2;
+            }
+            b'0'..=b'7' => {
+                let v = u32::from_str_radix(std::str::from_utf8(b.get(i - 1..i + 2)?).ok()?, 8)
+                    .ok()
+                    .filter(|v| *v <= 255)?;
+                high |= v >= 0x80;
+                bytes.push(v as u8);
+                i += 2;
+            }
+            b'u' | b'U' => {
+                let n = if e == b'u' { 4 } else { 8 };
+                let ch = char::from_u32(hex(b.get(i..i + n)?)?)?;
+                let mut buf = [0u8; 4];
+                bytes.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                i += n;
+            }
+            b'a' => bytes.push(0x07),
+            b'b' => bytes.push(0x08),
+            b'f' => bytes.push(0x0c),
+            b'n' => bytes.push(b'\n'),
+            b'r' => bytes.push(b'\r'),
+            b't' => bytes.push(b'\t'),
+            b'v' => bytes.push(0x0b),
+            b'\\' | b'"' | b'\'' => bytes.push(e),
+            _ => return None,
+        }
+    }
+    None
 }
 
 fn format_parse_error(query: &str, msg: &str) -> String {
@@ -130,6 +251,32 @@ pub(crate) fn absent_labels(vs: &VectorSelector) -> ember_model::Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_escapes_mean_bytes_as_in_go() {
+        // Untouched: no byte escapes ≥ 0x80 (also inside comments and raw strings).
+        for q in [
+            r#"x{a="\x41"}"#,
+            "x # \"\\xff\"",
+            r#"label_replace(x, `\xff`, "", "", "")"#,
+            r#"x{a='it\'s'}"#,
+        ] {
+            assert!(
+                matches!(go_string_bytes(q), std::borrow::Cow::Borrowed(_)),
+                "{q}"
+            );
+        }
+        // Two bytes forming UTF-8 decode to that character.
+        assert_eq!(go_string_bytes(r#"x{a="\xc3\xa9"}"#), r#"x{a="é"}"#);
+        assert_eq!(go_string_bytes(r#"x{a="\303\251!"}"#), r#"x{a="é!"}"#);
+        // An invalid byte becomes U+FFFD; quotes and backslashes stay escaped.
+        assert_eq!(
+            go_string_bytes(r#"f("\xff", 'a\'\xff', "\\\xff\"")"#),
+            "f(\"\u{fffd}\", 'a\\'\u{fffd}', \"\\\\\u{fffd}\\\"\")"
+        );
+        let e = parse_query(r#"label_replace(x, "\xff", "", "src", "(.*)")"#).unwrap();
+        assert!(format!("{e:?}").contains('\u{fffd}'));
+    }
 
     #[test]
     fn parse_errors_have_position_prefix() {

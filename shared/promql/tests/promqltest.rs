@@ -24,12 +24,7 @@ const STABLE_FILES: &[&str] = &[
 ];
 
 /// Stable float cases known to fail, as (file, line), each with the reason. Keep it small.
-const KNOWN_FAILURES: &[(&str, usize)] = &[
-    // `label_replace(…, "\xff", …)`: Go keeps the byte 0xff (invalid UTF-8, so an invalid
-    // label name); promql-parser decodes `\xff` to the valid character U+00FF, so the engine
-    // cannot tell the two apart.
-    ("functions", 523),
-];
+const KNOWN_FAILURES: &[(&str, usize)] = &[];
 
 fn list(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)

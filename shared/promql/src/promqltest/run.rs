@@ -288,7 +288,7 @@ fn at_modifier_variants(query: &str, ts: i64) -> Vec<(String, i64)> {
             _ => {}
         }
     }
-    let Ok(mut expr) = promql_parser::parser::parse(query) else {
+    let Ok(mut expr) = crate::parse::parse_query(query) else {
         return Vec::new();
     };
     let Ok(at) = AtModifier::try_from(ts as f64 / 1000.0) else {
