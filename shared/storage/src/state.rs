@@ -162,8 +162,14 @@ mod tests {
         store.put("rules/a;b", b"one".to_vec()).await.unwrap();
         store.put("rules/a;c", b"two".to_vec()).await.unwrap();
         store.put("rules/a;b", b"three".to_vec()).await.unwrap();
-        assert_eq!(store.get("rules/a;b").await.unwrap().as_deref(), Some(&b"three"[..]));
-        assert_eq!(store.get("rules/a;c").await.unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            store.get("rules/a;b").await.unwrap().as_deref(),
+            Some(&b"three"[..])
+        );
+        assert_eq!(
+            store.get("rules/a;c").await.unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
         store.delete("rules/a;b").await.unwrap();
         store.delete("rules/a;b").await.unwrap();
         assert_eq!(store.get("rules/a;b").await.unwrap(), None);
@@ -181,7 +187,10 @@ mod tests {
         roundtrip(&store).await;
         store.put("k", b"kept".to_vec()).await.unwrap();
         let reopened = FileStateStore::new(&dir).unwrap();
-        assert_eq!(reopened.get("k").await.unwrap().as_deref(), Some(&b"kept"[..]));
+        assert_eq!(
+            reopened.get("k").await.unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
