@@ -7,6 +7,7 @@
 //! `/workspaces/<id>/` (Amazon Managed Prometheus style) for tenant `<id>`.
 
 pub mod error;
+mod format_query;
 pub mod json;
 pub mod params;
 mod push;
@@ -15,6 +16,7 @@ mod series;
 mod status;
 pub mod telemetry;
 mod tenant;
+mod tsdb_status;
 mod write;
 
 use std::sync::Arc;
@@ -138,6 +140,11 @@ fn api_routes(prefix: &str) -> Router<SharedState> {
         .route(&p("/api/v1/status/flags"), get(status::flags))
         .route(&p("/api/v1/status/runtimeinfo"), get(status::runtimeinfo))
         .route(&p("/api/v1/status/config"), get(status::config))
+        .route(&p("/api/v1/status/tsdb"), get(tsdb_status::tsdb_status))
+        .route(
+            &p("/api/v1/format_query"),
+            get(format_query::handler).post(format_query::handler),
+        )
         .route(
             &p("/api/v1/query_exemplars"),
             get(status::query_exemplars).post(status::query_exemplars),
