@@ -15,6 +15,7 @@ pub mod metering;
 pub mod resources;
 pub mod retry;
 pub mod s3;
+pub mod state;
 pub mod testing;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use hotstore::{DynamoBlockIndex, DynamoHotConfig, DynamoHotStore};
 pub use metering::{Meter, MeterSnapshot, MeteredDynamo, MeteredObjects};
 pub use resources::{CreatedResources, create_resources};
 pub use s3::S3ObjectStore;
+pub use state::DynamoStateStore;
 
 /// Where the AWS backend keeps its data.
 #[derive(Debug, Clone)]
@@ -84,6 +86,11 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
         }
     }
+}
+
+/// The process-state store of the Lambda functions in `table` (partition `@state`).
+pub fn open_state_store(clients: &AwsClients, table: &str) -> DynamoStateStore<SdkDynamo> {
+    DynamoStateStore::new(Arc::new(SdkDynamo::new(clients.dynamo.clone(), table)))
 }
 
 /// The DynamoDB hot store as built by [`open_aws_backend`].
