@@ -3,6 +3,7 @@
 //!
 //! Like Prometheus (go-yaml strict mode) unknown keys are errors, so typos surface at load.
 
+pub mod cloudwatch;
 pub mod duration;
 pub mod relabel;
 pub mod scrape;
@@ -156,6 +157,9 @@ pub struct EmberConfig {
     /// Storage backend settings.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// CloudWatch metrics import jobs (see `cloudwatch`).
+    #[serde(default)]
+    pub cloudwatch: cloudwatch::CloudWatchConfig,
 }
 
 /// Which storage backend to run on.
@@ -200,6 +204,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.ember.cloudwatch.validate()?;
         let mut seen = std::collections::HashSet::new();
         for sc in &self.scrape_configs {
             if !seen.insert(sc.job_name.as_str()) {
