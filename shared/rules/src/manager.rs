@@ -13,7 +13,7 @@ use ember_storage::{AppendBatch, Storage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RulesError};
-use crate::notifier::{AlertingConfig, Notifier, PostableAlert, SendReport};
+use crate::notifier::{AlertSink, AlertingConfig, Notifier, PostableAlert, SendReport};
 use crate::rulefile::{GroupDefaults, Rule, RuleGroup, RuleKind, load_rule_files};
 use crate::state::{RuleStateStore, fnv1a64};
 use crate::template;
@@ -236,6 +236,8 @@ pub struct RuleManager {
     opts: ManagerOptions,
     groups: RwLock<Vec<Arc<GroupRuntime>>>,
     notifier: RwLock<Option<Arc<Notifier>>>,
+    /// Another receiver of the alerts (Ember's built-in notifier), besides Alertmanager.
+    sink: RwLock<Option<Arc<dyn AlertSink>>>,
     /// Series of removed groups that still need a staleness marker.
     retired: std::sync::Mutex<Vec<Labels>>,
 }
@@ -255,6 +257,7 @@ impl RuleManager {
             opts,
             groups: RwLock::new(Vec::new()),
             notifier: RwLock::new(None),
+            sink: RwLock::new(None),
             retired: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -299,6 +302,13 @@ impl RuleManager {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Sets (or removes) a second destination of alerts (the built-in notifier). It gets the
+    /// same alerts, at the same cadence, as Alertmanager would: external labels added and
+    /// `alert_relabel_configs` applied.
+    pub fn set_sink(&self, sink: Option<Arc<dyn AlertSink>>) {
+        *self.sink.write().unwrap_or_else(|p| p.into_inner()) = sink;
     }
 
     /// Sets (or removes) the notifier.
@@ -544,8 +554,25 @@ impl RuleManager {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let sink = self.sink.read().unwrap_or_else(|p| p.into_inner()).clone();
         if !to_send.is_empty() {
             report.alerts_sent = to_send.clone();
+            if let Some(s) = sink {
+                let prepared = match &notifier {
+                    Some(n) => n.prepare(to_send.clone()),
+                    None => to_send
+                        .iter()
+                        .cloned()
+                        .map(|mut a| {
+                            for (k, v) in &self.opts.external_labels {
+                                a.labels.entry(k.clone()).or_insert_with(|| v.clone());
+                            }
+                            a
+                        })
+                        .collect(),
+                };
+                s.send(prepared).await;
+            }
             if let Some(n) = notifier {
                 report.send = Some(n.send(to_send).await);
             }

@@ -27,6 +27,14 @@ pub struct PostableAlert {
     pub generator_url: String,
 }
 
+/// A destination of alerts other than Alertmanager (Ember's built-in notifier): the
+/// [`crate::RuleManager`] hands it every alert it would post to Alertmanager.
+#[async_trait::async_trait]
+pub trait AlertSink: Send + Sync {
+    /// Takes alerts prepared as for Alertmanager (external labels added, relabeled).
+    async fn send(&self, alerts: Vec<PostableAlert>);
+}
+
 /// `alerting:` as Prometheus writes it (only what the notifier uses).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AlertingConfig {

@@ -7,6 +7,10 @@
 //! sub-pipelines, fields (`.Labels.x`, `$labels.x`), variables (`:=`, `=`, `$`), `if`/`else if`/
 //! `else`/`end`, `range` (with `$i, $v :=`), `with`, comments, and the functions listed in
 //! [`FUNCTIONS`].
+//!
+//! Alertmanager's notification templates use the same engine through [`TemplateSet`]:
+//! `define`/`template`, an arbitrary data value as `.`, the `KV` methods (`SortedPairs`,
+//! `Names`, `Values`, `Remove`), `Alerts.Firing`/`Alerts.Resolved` and `join`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,6 +42,26 @@ pub enum Value {
 }
 
 impl Value {
+    /// A method call with arguments (`.CommonLabels.Remove .GroupLabels.Names`).
+    fn method(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        match (self, name, args) {
+            (Value::Map(m), "Remove", [Value::List(names)]) => {
+                let drop: Vec<String> = names.iter().map(Value::render).collect();
+                Ok(Value::Map(
+                    m.iter()
+                        .filter(|(k, _)| !drop.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ))
+            }
+            _ => Err(format!(
+                "can't call method {name} with {} argument(s) on type {}",
+                args.len(),
+                self.type_name()
+            )),
+        }
+    }
+
     fn truthy(&self) -> bool {
         match self {
             Value::Nil => false,
@@ -106,7 +130,49 @@ impl Value {
 
     fn field(&self, name: &str) -> Result<Value, String> {
         match self {
-            Value::Map(m) => Ok(m.get(name).cloned().unwrap_or(Value::Nil)),
+            Value::Map(m) => Ok(match m.get(name) {
+                Some(v) => v.clone(),
+                // Alertmanager's `KV` methods (a key of the same name wins, as for labels).
+                None => match name {
+                    "SortedPairs" => Value::List(
+                        m.iter()
+                            .map(|(k, v)| {
+                                Value::Map(BTreeMap::from([
+                                    ("Name".to_string(), Value::Str(k.clone())),
+                                    ("Value".to_string(), v.clone()),
+                                ]))
+                            })
+                            .collect(),
+                    ),
+                    "Names" => Value::List(m.keys().map(|k| Value::Str(k.clone())).collect()),
+                    "Values" => Value::List(m.values().cloned().collect()),
+                    _ => Value::Nil,
+                },
+            }),
+            // Alertmanager's `Alerts.Firing`/`Alerts.Resolved` and `Pairs.Names`/`Pairs.Values`.
+            Value::List(l) => match name {
+                "Firing" | "Resolved" => {
+                    let want = if name == "Firing" {
+                        "firing"
+                    } else {
+                        "resolved"
+                    };
+                    Ok(Value::List(
+                        l.iter()
+                            .filter(|a| a.field("Status").ok() == Some(Value::Str(want.into())))
+                            .cloned()
+                            .collect(),
+                    ))
+                }
+                "Names" | "Values" => {
+                    let key = if name == "Names" { "Name" } else { "Value" };
+                    l.iter()
+                        .map(|p| p.field(key))
+                        .collect::<Result<_, _>>()
+                        .map(Value::List)
+                }
+                _ => Err(format!("can't evaluate field {name} in type slice")),
+            },
             Value::Sample { labels, value } => match name {
                 "Labels" => Ok(labels_value(labels)),
                 "Value" => Ok(Value::Float(*value)),
@@ -177,6 +243,8 @@ pub const FUNCTIONS: &[&str] = &[
     "graphLink",
     "tableLink",
     "tmpl",
+    "join",
+    "stringSlice",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -205,12 +273,67 @@ enum Node {
     If(Pipeline, Vec<Node>, Vec<Node>),
     Range(Pipeline, Vec<Node>, Vec<Node>),
     With(Pipeline, Vec<Node>, Vec<Node>),
+    /// `{{ template "name" pipeline }}`.
+    Call(String, Option<Pipeline>),
 }
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     nodes: Vec<Node>,
+    /// `{{ define }}`d templates (only when parsed through [`TemplateSet`]).
+    defines: BTreeMap<String, Vec<Node>>,
+}
+
+/// Named templates (`{{ define "x" }}…{{ end }}`), as Alertmanager loads its default and user
+/// template files, and the templates that call them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TemplateSet {
+    defines: BTreeMap<String, Vec<Node>>,
+}
+
+impl TemplateSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the `define`s of a template file (text outside them is ignored, as in Go).
+    pub fn add(&mut self, src: &str) -> Result<(), String> {
+        let t = parse_mode(src, true)?;
+        self.defines.extend(t.defines);
+        Ok(())
+    }
+
+    /// True when `name` is defined.
+    pub fn has(&self, name: &str) -> bool {
+        self.defines.contains_key(name)
+    }
+
+    /// Parses a template that may `define` and call (`template`) named templates.
+    pub fn parse(&self, src: &str) -> Result<Template, String> {
+        parse_mode(src, true)
+    }
+
+    /// Executes `t` with `data` as `.` and `$`; `ctx` provides `externalURL` and `query`.
+    pub fn execute(&self, t: &Template, data: Value, ctx: &Context<'_>) -> Result<String, String> {
+        let mut ex = Exec {
+            ctx,
+            vars: vec![("$".to_string(), data.clone())],
+            out: String::new(),
+            steps: 0,
+            defines: [&t.defines, &self.defines],
+            depth: 0,
+        };
+        ex.run(&t.nodes, &data)?;
+        Ok(ex.out)
+    }
+
+    /// Parses and executes `src` (see [`TemplateSet::execute`]).
+    pub fn expand(&self, src: &str, data: Value, ctx: &Context<'_>) -> Result<String, String> {
+        let t = self.parse(src)?;
+        self.execute(&t, data, ctx)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -558,7 +681,27 @@ enum BlockEnd {
     Else(Option<String>),
 }
 
-fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, BlockEnd), String> {
+/// Where parsed `define`s go; `None` when they are not allowed (alert templates).
+type Defines = Option<BTreeMap<String, Vec<Node>>>;
+
+/// The quoted name at the start of `rest` and what follows it.
+fn quoted_name(rest: &str) -> Result<(String, &str), String> {
+    let toks = rest.trim_start();
+    let (open, body) = match toks.chars().next() {
+        Some(c @ ('"' | '`')) => (c, &toks[1..]),
+        _ => return Err(format!("expected a quoted template name in {rest:?}")),
+    };
+    let end = body
+        .find(open)
+        .ok_or_else(|| format!("unterminated template name in {rest:?}"))?;
+    Ok((body[..end].to_string(), body[end + 1..].trim()))
+}
+
+fn parse_list(
+    items: &[Item],
+    pos: &mut usize,
+    defs: &mut Defines,
+) -> Result<(Vec<Node>, BlockEnd), String> {
     let mut nodes = Vec::new();
     while *pos < items.len() {
         let item = &items[*pos];
@@ -587,8 +730,30 @@ fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, BlockEnd), 
                     }
                     "if" | "range" | "with" => {
                         let pipe = parse_pipeline(rest, true)?;
-                        let node = parse_block(kw, pipe, items, pos)?;
+                        let node = parse_block(kw, pipe, items, pos, defs)?;
                         nodes.push(node);
+                    }
+                    "define" if defs.is_some() => {
+                        let (name, tail) = quoted_name(rest)?;
+                        if !tail.is_empty() {
+                            return Err(format!("unexpected {tail:?} in define"));
+                        }
+                        let (body, end) = parse_list(items, pos, defs)?;
+                        if !matches!(end, BlockEnd::End) {
+                            return Err(format!("define {name:?} has no matching end"));
+                        }
+                        if let Some(d) = defs.as_mut() {
+                            d.insert(name, body);
+                        }
+                    }
+                    "template" if defs.is_some() => {
+                        let (name, tail) = quoted_name(rest)?;
+                        let pipe = if tail.is_empty() {
+                            None
+                        } else {
+                            Some(parse_pipeline(tail, false)?)
+                        };
+                        nodes.push(Node::Call(name, pipe));
                     }
                     "define" | "template" | "block" | "break" | "continue" => {
                         return Err(format!("{kw:?} is not supported in alert templates"));
@@ -601,13 +766,19 @@ fn parse_list(items: &[Item], pos: &mut usize) -> Result<(Vec<Node>, BlockEnd), 
     Ok((nodes, BlockEnd::Eof))
 }
 
-fn parse_block(kw: &str, pipe: Pipeline, items: &[Item], pos: &mut usize) -> Result<Node, String> {
-    let (body, end) = parse_list(items, pos)?;
+fn parse_block(
+    kw: &str,
+    pipe: Pipeline,
+    items: &[Item],
+    pos: &mut usize,
+    defs: &mut Defines,
+) -> Result<Node, String> {
+    let (body, end) = parse_list(items, pos, defs)?;
     let else_nodes = match end {
         BlockEnd::Eof => return Err(format!("unexpected EOF in {kw}")),
         BlockEnd::End => Vec::new(),
         BlockEnd::Else(None) => {
-            let (e, end2) = parse_list(items, pos)?;
+            let (e, end2) = parse_list(items, pos, defs)?;
             if !matches!(end2, BlockEnd::End) {
                 return Err(format!("expected end after else in {kw}"));
             }
@@ -616,7 +787,7 @@ fn parse_block(kw: &str, pipe: Pipeline, items: &[Item], pos: &mut usize) -> Res
         BlockEnd::Else(Some(cond)) => {
             // else if: a nested if that shares our end.
             let p = parse_pipeline(&cond, true)?;
-            vec![parse_block("if", p, items, pos)?]
+            vec![parse_block("if", p, items, pos, defs)?]
         }
     };
     Ok(match kw {
@@ -628,11 +799,19 @@ fn parse_block(kw: &str, pipe: Pipeline, items: &[Item], pos: &mut usize) -> Res
 
 /// Parses a template.
 pub fn parse(src: &str) -> Result<Template, String> {
+    parse_mode(src, false)
+}
+
+fn parse_mode(src: &str, allow_defines: bool) -> Result<Template, String> {
     let items = scan(src)?;
     let mut pos = 0;
-    let (nodes, end) = parse_list(&items, &mut pos)?;
+    let mut defs: Defines = allow_defines.then(BTreeMap::new);
+    let (nodes, end) = parse_list(&items, &mut pos, &mut defs)?;
     match end {
-        BlockEnd::Eof => Ok(Template { nodes }),
+        BlockEnd::Eof => Ok(Template {
+            nodes,
+            defines: defs.unwrap_or_default(),
+        }),
         BlockEnd::End => Err("unexpected {{end}}".into()),
         BlockEnd::Else(_) => Err("unexpected {{else}}".into()),
     }
@@ -668,6 +847,11 @@ pub fn query_literals(src: &str) -> Vec<String> {
                     walk(a, out);
                     walk(b, out);
                 }
+                Node::Call(_, p) => {
+                    if let Some(p) = p {
+                        walk_pipe(p, out);
+                    }
+                }
             }
         }
     }
@@ -700,7 +884,13 @@ struct Exec<'a, 'c> {
     vars: Vec<(String, Value)>,
     out: String,
     steps: usize,
+    /// Named templates: the template's own, then the set's.
+    defines: [&'c BTreeMap<String, Vec<Node>>; 2],
+    depth: usize,
 }
+
+/// Nesting limit of `{{ template }}` calls (Go's is 100000 but recursion must end).
+const MAX_DEPTH: usize = 100;
 
 const MAX_STEPS: usize = 100_000;
 
@@ -741,6 +931,8 @@ impl Template {
             ],
             out: String::new(),
             steps: 0,
+            defines: [&self.defines, &self.defines],
+            depth: 0,
         };
         ex.run(&self.nodes, &root)?;
         Ok(ex.out)
@@ -756,6 +948,26 @@ impl Exec<'_, '_> {
             }
             match n {
                 Node::Text(t) => self.out.push_str(t),
+                Node::Call(name, p) => {
+                    let body = self
+                        .defines
+                        .iter()
+                        .find_map(|d| d.get(name))
+                        .ok_or_else(|| format!("no such template {name:?}"))?;
+                    let data = match p {
+                        Some(p) => self.pipeline(p, dot)?,
+                        None => Value::Nil,
+                    };
+                    if self.depth >= MAX_DEPTH {
+                        return Err(format!("template {name:?}: calls nested too deeply"));
+                    }
+                    let saved = std::mem::replace(&mut self.vars, vec![("$".into(), data.clone())]);
+                    self.depth += 1;
+                    let r = self.run(body, &data);
+                    self.depth -= 1;
+                    self.vars = saved;
+                    r?;
+                }
                 Node::Action(p) => {
                     let v = self.pipeline(p, dot)?;
                     if p.decl.is_empty() {
@@ -892,11 +1104,25 @@ impl Exec<'_, '_> {
             }
             return self.call(f, args);
         }
-        if cmd.len() > 1 {
-            return Err("can't give argument to non-function".into());
-        }
-        if piped.is_some() {
-            return Err("can't give argument to non-function".into());
+        if cmd.len() > 1 || piped.is_some() {
+            // A method call with arguments: `.CommonLabels.Remove .GroupLabels.Names`.
+            let (recv, name) = match cmd.first() {
+                Some(Arg::Dot(f)) if !f.is_empty() => {
+                    (follow(dot.clone(), &f[..f.len() - 1])?, &f[f.len() - 1])
+                }
+                Some(Arg::Var(v, f)) if !f.is_empty() => {
+                    (follow(self.var(v)?, &f[..f.len() - 1])?, &f[f.len() - 1])
+                }
+                _ => return Err("can't give argument to non-function".into()),
+            };
+            let mut args = Vec::with_capacity(cmd.len());
+            for a in &cmd[1..] {
+                args.push(self.arg(a, dot)?);
+            }
+            if let Some(p) = piped {
+                args.push(p);
+            }
+            return recv.method(name, &args);
         }
         match cmd.first() {
             Some(a) => self.arg(a, dot),
@@ -1206,6 +1432,19 @@ fn call_function(ctx: &Context<'_>, f: &str, args: Vec<Value>) -> Result<Value, 
             ))
         }
         "tmpl" => return Err("tmpl is not supported".into()),
+        "join" => {
+            want(&args, 2)?;
+            match &args[1] {
+                Value::List(l) => Value::Str(
+                    l.iter()
+                        .map(Value::render)
+                        .collect::<Vec<_>>()
+                        .join(&s(&args[0])),
+                ),
+                other => return Err(format!("join needs a list, got {}", other.type_name())),
+            }
+        }
+        "stringSlice" => Value::List(args.into_iter().map(|a| Value::Str(s(&a))).collect()),
         other => return Err(format!("function {other:?} not defined")),
     })
 }
