@@ -41,15 +41,15 @@ pub(crate) fn json_response(body: String) -> Response {
 }
 
 /// Counts a query and its duration in the self-monitoring metrics.
-fn observe<T, E>(state: &SharedState, started: std::time::Instant, r: &Result<T, E>) {
-    telemetry::inc(&state.metrics.queries);
-    telemetry::add(
-        &state.metrics.query_duration_us,
-        started.elapsed().as_micros() as u64,
-    );
-    if r.is_err() {
-        telemetry::inc(&state.metrics.query_errors);
-    }
+fn observe<T, E>(
+    state: &SharedState,
+    kind: telemetry::QueryKind,
+    started: std::time::Instant,
+    r: &Result<T, E>,
+) {
+    state
+        .metrics
+        .observe_query(kind, started.elapsed(), r.is_err());
 }
 
 fn render(result: QueryResult) -> Response {
@@ -76,7 +76,7 @@ pub async fn instant(
         .engine
         .instant_query(state.storage.as_ref(), &tenant.0, query, t, &opts)
         .await;
-    observe(&state, started, &result);
+    observe(&state, telemetry::QueryKind::Instant, started, &result);
     let result = result.map_err(ApiError::from_promql)?;
     Ok(render(result))
 }
@@ -143,7 +143,7 @@ pub async fn range(
             &opts,
         )
         .await;
-    observe(&state, started, &result);
+    observe(&state, telemetry::QueryKind::Range, started, &result);
     let result = result.map_err(ApiError::from_promql)?;
     Ok(render(result))
 }

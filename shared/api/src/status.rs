@@ -72,7 +72,11 @@ pub async fn alerts(State(state): State<SharedState>) -> Response {
 
 /// `/metrics`: Ember's own metrics in the Prometheus text format.
 pub async fn self_metrics(State(state): State<SharedState>) -> Response {
-    let mut resp = state.metrics.render().into_response();
+    let mut text = state.metrics.render();
+    if let Some(rules) = &state.rules {
+        crate::telemetry::render_rule_groups(&mut text, &rules.rules_json(&[]).unwrap_or_default());
+    }
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

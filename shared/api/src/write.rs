@@ -14,8 +14,8 @@ use crate::error::ApiError;
 use crate::{SharedState, Tenant, telemetry};
 
 fn write_error(state: &SharedState, e: RemoteWriteError) -> Response {
-    telemetry::inc(&state.metrics.write_rejected_bad_request);
     let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+    state.metrics.observe_write_rejected(status.as_u16());
     tracing::debug!(error = %e, "remote write refused");
     (status, format!("{e}\n")).into_response()
 }
@@ -79,7 +79,7 @@ pub async fn remote_write(
     };
     if let Err(e) = state.storage.append(&tenant.0, batch).await {
         tracing::warn!(error = %e, tenant = %tenant.0, "remote write failed");
-        telemetry::inc(&state.metrics.write_failed_storage);
+        state.metrics.observe_write_failed(&e, samples);
         let err = ApiError::from_storage(e);
         return (err.status, format!("{}\n", err.message)).into_response();
     }
