@@ -86,14 +86,21 @@ pub struct ApiState {
 
 impl ApiState {
     /// State over a storage with default engine options and limits.
+    /// The storage is wrapped in [`telemetry::InstrumentedStorage`], so `/metrics`
+    /// counts its requests, errors and latency.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
+        let metrics = telemetry::ApiMetrics::default();
+        let storage: Arc<dyn Storage> = Arc::new(telemetry::InstrumentedStorage::new(
+            storage,
+            metrics.storage.clone(),
+        ));
         Self {
             storage,
             engine: Engine::default(),
             write_limits: WriteLimits::default(),
             targets: None,
             rules: None,
-            metrics: telemetry::ApiMetrics::default(),
+            metrics,
             config_yaml: String::new(),
         }
     }
@@ -171,6 +178,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(status::self_metrics))
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::track_http,
+        ))
         .fallback(status::not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
