@@ -19,8 +19,12 @@ pub enum UrlSource {
     Inline(SecretString),
     /// `*_file` or `file:/path`: the file's trimmed content.
     File(PathBuf),
-    /// `ssm:/name` or `secretsmanager:name`, resolved through `ember-secrets`.
-    Secret(String),
+    /// `ssm:/name`, `secretsmanager:name` or `env:NAME`, resolved through `ember-secrets` once per
+    /// process (cached: a rotated secret is picked up at the next cold start).
+    Secret(
+        ember_secrets::SecretRef,
+        std::sync::Arc<tokio::sync::OnceCell<ember_secrets::Secret>>,
+    ),
 }
 
 impl std::fmt::Debug for UrlSource {
@@ -28,7 +32,7 @@ impl std::fmt::Debug for UrlSource {
         match self {
             UrlSource::Inline(_) => f.write_str("Inline(<secret>)"),
             UrlSource::File(p) => write!(f, "File({})", p.display()),
-            UrlSource::Secret(r) => write!(f, "Secret({r})"),
+            UrlSource::Secret(r, _) => write!(f, "Secret({r})"),
         }
     }
 }
@@ -42,8 +46,13 @@ impl UrlSource {
         let s = v.0.trim();
         if let Some(p) = s.strip_prefix("file:") {
             Some(UrlSource::File(PathBuf::from(p)))
-        } else if s.starts_with("ssm:") || s.starts_with("secretsmanager:") {
-            Some(UrlSource::Secret(s.to_string()))
+        } else if s.starts_with("ssm:") || s.starts_with("secretsmanager:") || s.starts_with("env:")
+        {
+            Some(match ember_secrets::SecretRef::parse(s) {
+                Ok(r) => UrlSource::Secret(r, Default::default()),
+                // Kept as text so `check_secret_ref` reports the parse error at load.
+                Err(_) => UrlSource::Inline(v.clone()),
+            })
         } else {
             Some(UrlSource::Inline(v.clone()))
         }
@@ -60,10 +69,13 @@ impl UrlSource {
                     what: format!("reading URL file {}", p.display()),
                     source: e,
                 }),
-            UrlSource::Secret(r) => Err(Error::Config(format!(
-                "secret reference {:?}: SSM/Secrets Manager references are not available in this build (use a file)",
-                r.split(':').next().unwrap_or_default()
-            ))),
+            UrlSource::Secret(r, cache) => {
+                let secret = cache
+                    .get_or_try_init(|| r.resolve_from_env())
+                    .await
+                    .map_err(|e| Error::Config(format!("resolving webhook URL: {e}")))?;
+                Ok(secret.expose().trim().to_string())
+            }
         }
     }
 }
@@ -287,13 +299,23 @@ fn build_receiver(cfg: &Config, r: &ReceiverConfig, t: &Templates) -> Result<Vec
 }
 
 fn check_secret_ref(u: &UrlSource) -> Result<()> {
-    if let UrlSource::Secret(r) = u {
-        return Err(Error::Config(format!(
-            "secret reference {:?}…: SSM/Secrets Manager references are not available in this build (use *_file)",
-            r.split(':').next().unwrap_or_default()
-        )));
+    match u {
+        UrlSource::Secret(r, _) if r.needs_aws() && !cfg!(feature = "aws-secrets") => {
+            Err(Error::Config(format!(
+                "{r}: SSM/Secrets Manager references need Ember built with the `aws-secrets` feature (the rules Lambda has it); use *_file"
+            )))
+        }
+        UrlSource::Inline(s)
+            if s.0.trim().starts_with("ssm:") || s.0.trim().starts_with("secretsmanager:") =>
+        {
+            // Not parseable as a reference (the parse error does not contain the secret).
+            match ember_secrets::SecretRef::parse(s.0.trim()) {
+                Err(e) => Err(Error::Config(e.to_string())),
+                Ok(_) => Ok(()),
+            }
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The HTTP client and retry policy shared by all integrations.

@@ -498,3 +498,55 @@ fn config_is_strict() {
         }
     }
 }
+
+#[tokio::test]
+async fn webhook_url_from_a_secret_reference_never_leaks() {
+    let cap = Capture::start().await;
+    let var = "EMBER_NOTIFIER_TEST_WEBHOOK_URL";
+    // SAFETY: only this test reads or writes this variable.
+    unsafe { std::env::set_var(var, format!("{}/secret-hook\n", cap.base)) };
+    let yaml = format!(
+        "route: {{receiver: hook, group_wait: 0s}}\nreceivers: [{{name: hook, webhook_configs: [{{url: 'env:{var}'}}]}}]"
+    );
+    let cfg = ember_alertmanager::Config::from_yaml(&yaml).expect("config");
+    // Debug output of the config never shows URLs.
+    let inline = ember_alertmanager::Config::from_yaml(
+        "route: {receiver: h}\nreceivers: [{name: h, webhook_configs: [{url: 'http://user:pw@127.0.0.1/x'}]}]",
+    )
+    .expect("config");
+    assert!(!format!("{inline:?}").contains("pw@"));
+    let n = ember_alertmanager::Notifier::from_config(
+        &cfg,
+        &[],
+        Arc::new(MemStateStore::new()),
+        "http://ember",
+    )
+    .expect("notifier");
+    n.receive(vec![ember_rules::PostableAlert {
+        labels: [("alertname".to_string(), "S".to_string())].into(),
+        annotations: Default::default(),
+        starts_at: "2023-11-14T22:13:00Z".into(),
+        ends_at: "2023-11-14T23:13:00Z".into(),
+        generator_url: String::new(),
+    }]);
+    let r = n.flush(1_699_999_980_000 + 60_000).await.expect("flush");
+    assert_eq!(r.sent, 1, "{r:?}");
+    assert_eq!(cap.all()[0].path, "secret-hook");
+
+    // SSM references need the AWS clients (feature `aws-secrets`, on in the rules Lambda).
+    let ssm = ember_alertmanager::Config::from_yaml(
+        "route: {receiver: h}\nreceivers: [{name: h, slack_configs: [{api_url: 'ssm:/ember/slack'}]}]",
+    )
+    .expect("parses");
+    let built =
+        ember_alertmanager::Notifier::from_config(&ssm, &[], Arc::new(MemStateStore::new()), "x");
+    if cfg!(feature = "aws-secrets") {
+        assert!(built.is_ok());
+    } else {
+        let e = built.expect_err("refused without the feature").to_string();
+        assert!(
+            e.contains("ssm:/ember/slack") && e.contains("aws-secrets"),
+            "{e}"
+        );
+    }
+}
