@@ -141,6 +141,68 @@ impl Notifier {
         Self::from_config(&cfg, &texts, store, external_url)
     }
 
+    /// Loads the configuration from `EMBER_ALERTMANAGER_CONFIG`'s forms: a file path (or
+    /// `file:path`; template globs relative to it), or `ssm:/name` / `secretsmanager:id`
+    /// holding the YAML (feature `aws-secrets`; no template files then). `s3://` is not
+    /// supported yet.
+    pub async fn from_location(
+        location: &str,
+        store: Arc<dyn StateStore>,
+        external_url: &str,
+    ) -> Result<Self> {
+        let loc = location.trim();
+        if loc.starts_with("s3://") {
+            return Err(Error::Config(format!(
+                "{loc}: s3:// locations are not supported for the notifier config; use a file (bundled with the function) or ssm:/name"
+            )));
+        }
+        if loc.starts_with("ssm:") || loc.starts_with("secretsmanager:") {
+            let r =
+                ember_secrets::SecretRef::parse(loc).map_err(|e| Error::Config(e.to_string()))?;
+            let yaml = r
+                .resolve_from_env()
+                .await
+                .map_err(|e| Error::Config(format!("reading {loc}: {e}")))?;
+            let cfg = Config::from_yaml(yaml.expose())
+                .map_err(|e| Error::Config(format!("{loc}: {e}")))?;
+            if !cfg.templates.is_empty() {
+                return Err(Error::Config(format!(
+                    "{loc}: `templates` need a file-based config (define templates inline in the fields instead)"
+                )));
+            }
+            return Self::from_config(&cfg, &[], store, external_url);
+        }
+        let path = loc.strip_prefix("file:").unwrap_or(loc);
+        Self::from_file(Path::new(path), store, external_url)
+    }
+
+    /// Flushes every `tick` until `until`, then once more: the rules Lambda runs this next
+    /// to `RuleManager::run_pass` so alerts of sub-minute evaluations go out within a tick.
+    /// Errors are logged and reported; the failed groups are retried on a later flush.
+    pub async fn run_until(
+        &self,
+        until: std::time::SystemTime,
+        tick: std::time::Duration,
+    ) -> Vec<std::result::Result<FlushReport, String>> {
+        let mut out = Vec::new();
+        loop {
+            let now = std::time::SystemTime::now();
+            let ms = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            let r = self.flush(ms).await;
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "notifier flush failed; will retry");
+            }
+            out.push(r.map_err(|e| e.to_string()));
+            let Ok(left) = until.duration_since(std::time::SystemTime::now()) else {
+                return out;
+            };
+            tokio::time::sleep(left.min(tick)).await;
+        }
+    }
+
     /// Silences in the same store (for the HTTP API).
     pub fn silences(&self) -> &Silences {
         &self.silences

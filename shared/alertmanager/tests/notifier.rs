@@ -550,3 +550,61 @@ async fn webhook_url_from_a_secret_reference_never_leaks() {
         );
     }
 }
+
+#[tokio::test]
+async fn from_location_and_run_until() {
+    let cap = Capture::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("slack.tmpl"),
+        r#"{{ define "my.title" }}{{ len .Alerts.Firing }} firing for {{ .CommonLabels.alertname }}{{ end }}"#,
+    )
+    .expect("write template");
+    let cfg = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "templates: ['*.tmpl']\nroute: {{receiver: s, group_wait: 0s}}\nreceivers:\n  - name: s\n    slack_configs:\n      - api_url: '{}/slack'\n        title: '{{{{ template \"my.title\" . }}}}'\n",
+            cap.base
+        ),
+    )
+    .expect("write config");
+    let loc = format!("file:{}", cfg.display());
+    let n = ember_alertmanager::Notifier::from_location(&loc, Arc::new(MemStateStore::new()), "x")
+        .await
+        .expect("notifier");
+    let now = chrono::Utc::now();
+    n.receive(vec![ember_rules::PostableAlert {
+        labels: [("alertname".to_string(), "T".to_string())].into(),
+        annotations: Default::default(),
+        starts_at: (now - chrono::Duration::minutes(1)).to_rfc3339(),
+        ends_at: (now + chrono::Duration::minutes(5)).to_rfc3339(),
+        generator_url: String::new(),
+    }]);
+    let until = std::time::SystemTime::now() + std::time::Duration::from_millis(300);
+    let reports = n
+        .run_until(until, std::time::Duration::from_millis(100))
+        .await;
+    assert!(
+        reports.len() >= 2,
+        "flushed on every tick: {}",
+        reports.len()
+    );
+    let sent: usize = reports
+        .iter()
+        .map(|r| r.as_ref().map_or(0, |r| r.sent))
+        .sum();
+    assert_eq!(sent, 1, "{reports:?}");
+    assert_eq!(
+        cap.all()[0].body["attachments"][0]["title"],
+        "1 firing for T"
+    );
+    let e = ember_alertmanager::Notifier::from_location(
+        "s3://b/k",
+        Arc::new(MemStateStore::new()),
+        "x",
+    )
+    .await
+    .expect_err("s3 unsupported");
+    assert!(e.to_string().contains("s3://"));
+}
