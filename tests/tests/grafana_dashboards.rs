@@ -1,7 +1,7 @@
 //! Every panel query of every dashboard in `infra/grafana/dashboards` runs against a
 //! real `ember serve` holding data for it: Ember's own metrics (self-scrape), a real
-//! node_exporter (scraped), a rule group, and remote-written series under the names the
-//! CloudWatch importer writes. Variables are resolved as Grafana does (their
+//! node_exporter (scraped), a rule group, a real k6 run (remote-write output) and
+//! remote-written series under the names the CloudWatch importer writes. Variables are resolved as Grafana does (their
 //! `label_values()` queries run first and must return values), then each target runs as
 //! the range or instant query Grafana would send. Every query must succeed; a query
 //! whose metrics all exist must return data (a few are empty by design: "targets down",
@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ember_e2e::binaries::{Profile, ember_bin};
+use ember_e2e::binaries::{Profile, ember_bin, k6_bin, python_bin};
 use ember_e2e::net::poll_until;
 use ember_e2e::servers::STARTUP_TIMEOUT;
 use ember_e2e::{
@@ -74,6 +74,74 @@ fn write_cloudwatch_series(ember: &str) {
             metadata: Vec::new(),
         })
         .expect("remote write of CloudWatch-named series");
+}
+
+const K6_SCRIPT: &str = r#"
+import http from 'k6/http';
+import { check } from 'k6';
+
+export const options = {
+  scenarios: {
+    dashboards: { executor: 'constant-vus', vus: 2, duration: '5s' },
+  },
+};
+
+export default function () {
+  const res = http.get(`http://127.0.0.1:${__ENV.TARGET_PORT}/`, { tags: { name: 'index' } });
+  check(res, { 'status is 200': (r) => r.status === 200 });
+}
+"#;
+
+/// Runs k6 for five seconds against a loopback static server, remote-writing into Ember
+/// every second with the trend stats the k6 dashboard shows.
+fn run_k6(dir: &Path, ember: &str) {
+    let logs = dir.join("logs");
+    let site = dir.join("site");
+    std::fs::create_dir_all(&site).expect("site dir");
+    std::fs::write(site.join("index.html"), "<h1>dashboards</h1>\n").expect("index.html");
+    let port = free_port().expect("port");
+    let mut server = Command::new(python_bin().expect("python3"));
+    server
+        .args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("--directory")
+        .arg(&site);
+    let mut server = spawn_logged("http_server", server, &logs).expect("http.server");
+    wait_for_http(
+        &format!("http://127.0.0.1:{port}/"),
+        STARTUP_TIMEOUT,
+        Some(&mut server),
+    )
+    .expect("http.server answers");
+    let script = dir.join("k6.js");
+    std::fs::write(&script, K6_SCRIPT).expect("k6 script");
+    let mut k6 = Command::new(k6_bin().expect("k6"));
+    k6.current_dir(dir)
+        .args([
+            "run",
+            "--no-usage-report",
+            "--quiet",
+            "-o",
+            "experimental-prometheus-rw",
+        ])
+        .arg(&script)
+        .env(
+            "K6_PROMETHEUS_RW_SERVER_URL",
+            format!("{ember}/api/v1/write"),
+        )
+        .env("K6_PROMETHEUS_RW_PUSH_INTERVAL", "1s")
+        .env("K6_PROMETHEUS_RW_TREND_STATS", "p(99),avg,max")
+        .env("K6_NO_USAGE_REPORT", "true")
+        .env("TARGET_PORT", port.to_string());
+    let mut run = spawn_logged("k6", k6, &logs).expect("start k6");
+    let status = run
+        .wait_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("k6 did not finish\n{}", run.log_tail(40)));
+    assert!(
+        status.success(),
+        "k6 failed: {status}\n{}",
+        run.log_tail(40)
+    );
 }
 
 /// `label_values(selector, label)` → the values Grafana offers (via
@@ -186,6 +254,7 @@ fn every_dashboard_panel_query_evaluates_against_ember() {
     let (_ember, url) = start_ember(dir.path(), &node.target());
     let api = PromApi::new(&url).expect("api");
     write_cloudwatch_series(&url);
+    run_k6(dir.path(), &url);
 
     // Wait until scrapes (self and node) and the rule have produced a few samples, and
     // the self-metrics show both kinds of query.
@@ -227,7 +296,7 @@ fn every_dashboard_panel_query_evaluates_against_ember() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 3, "dashboards: {files:?}");
+    assert!(files.len() >= 4, "dashboards: {files:?}");
 
     let end = (now_millis() / 1000) as f64;
     let (start, step) = (end - 600.0, 15.0);
