@@ -403,6 +403,10 @@ fn scan_source(text: &str, env: &mut BTreeSet<String>, actions: &mut BTreeSet<St
             actions.extend(acts.iter().map(|a| a.to_string()));
         }
     }
+    // Assumed roles (aws-config's STS provider, e.g. CloudWatch jobs' role_arn).
+    if text.contains("AssumeRoleProvider::builder") {
+        actions.insert("sts:AssumeRole".to_string());
+    }
     // EC2 Query API calls are signed by hand: ("Action", "DescribeInstances").
     if text.contains("ec2") {
         let action_re = regex::Regex::new(r#"\("Action",\s*"([A-Za-z]+)""#).expect("regex");
