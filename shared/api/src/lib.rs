@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 mod format_query;
 pub mod json;
+pub mod otlp;
 pub mod params;
 mod push;
 mod query;
@@ -149,6 +150,7 @@ fn api_routes(prefix: &str) -> Router<SharedState> {
         .route(&p("/api/v1/status/runtimeinfo"), get(status::runtimeinfo))
         .route(&p("/api/v1/status/config"), get(status::config))
         .route(&p("/api/v1/status/tsdb"), get(tsdb_status::tsdb_status))
+        .route(&p("/api/v1/otlp/v1/metrics"), post(otlp::receive))
         .route(
             &p("/api/v1/format_query"),
             get(format_query::handler).post(format_query::handler),
