@@ -11,7 +11,7 @@
 //! data-point attributes become labels. Delta temporality is not converted (as in
 //! Prometheus without its delta feature): such metrics are skipped and counted in the
 //! response's `partialSuccess`. Exponential histograms are skipped the same way.
-//! JSON bodies are refused with 415 for now.
+//! OTLP/JSON bodies (`application/json`, the protobuf JSON mapping) are read too.
 
 use std::io::Read;
 
@@ -278,6 +278,266 @@ pub mod pb {
     }
 }
 
+/// OTLP/JSON (the protobuf JSON mapping: lowerCamelCase keys, 64-bit integers as strings
+/// or numbers, enums as numbers or names) read into the same messages.
+pub mod json {
+    use serde_json::Value;
+
+    use super::{OtlpError, pb};
+
+    fn err(what: &str) -> OtlpError {
+        OtlpError::Json(format!("invalid {what}"))
+    }
+
+    fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
+        v.get(camel)
+            .or_else(|| v.get(snake))
+            .filter(|x| !x.is_null())
+    }
+
+    fn list<'a>(v: &'a Value, camel: &str, snake: &str) -> Result<&'a [Value], OtlpError> {
+        match field(v, camel, snake) {
+            None => Ok(&[]),
+            Some(Value::Array(a)) => Ok(a),
+            Some(_) => Err(err(camel)),
+        }
+    }
+
+    fn u64_of(v: Option<&Value>, what: &str) -> Result<u64, OtlpError> {
+        match v {
+            None => Ok(0),
+            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| err(what)),
+            Some(Value::String(s)) => s.parse().map_err(|_| err(what)),
+            Some(_) => Err(err(what)),
+        }
+    }
+
+    fn i64_of(v: &Value, what: &str) -> Result<i64, OtlpError> {
+        match v {
+            Value::Number(n) => n.as_i64().ok_or_else(|| err(what)),
+            Value::String(s) => s.parse().map_err(|_| err(what)),
+            _ => Err(err(what)),
+        }
+    }
+
+    fn f64_of(v: &Value, what: &str) -> Result<f64, OtlpError> {
+        match v {
+            Value::Number(n) => n.as_f64().ok_or_else(|| err(what)),
+            Value::String(s) => match s.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                other => other.parse().map_err(|_| err(what)),
+            },
+            _ => Err(err(what)),
+        }
+    }
+
+    fn str_of(v: &Value, camel: &str, snake: &str) -> String {
+        field(v, camel, snake)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn temporality(v: &Value) -> Result<i32, OtlpError> {
+        match field(v, "aggregationTemporality", "aggregation_temporality") {
+            None => Ok(0),
+            Some(Value::String(s)) => Ok(match s.as_str() {
+                "AGGREGATION_TEMPORALITY_DELTA" => 1,
+                "AGGREGATION_TEMPORALITY_CUMULATIVE" => 2,
+                _ => 0,
+            }),
+            Some(n) => Ok(i64_of(n, "aggregationTemporality")? as i32),
+        }
+    }
+
+    fn attributes(v: &Value) -> Result<Vec<pb::KeyValue>, OtlpError> {
+        list(v, "attributes", "attributes")?
+            .iter()
+            .map(|kv| {
+                let value = match field(kv, "value", "value") {
+                    None => None,
+                    Some(any) => {
+                        let inner = if let Some(s) = field(any, "stringValue", "string_value") {
+                            Some(pb::Value::StringValue(
+                                s.as_str().ok_or_else(|| err("stringValue"))?.into(),
+                            ))
+                        } else if let Some(b) = field(any, "boolValue", "bool_value") {
+                            Some(pb::Value::BoolValue(
+                                b.as_bool().ok_or_else(|| err("boolValue"))?,
+                            ))
+                        } else if let Some(i) = field(any, "intValue", "int_value") {
+                            Some(pb::Value::IntValue(i64_of(i, "intValue")?))
+                        } else if let Some(d) = field(any, "doubleValue", "double_value") {
+                            Some(pb::Value::DoubleValue(f64_of(d, "doubleValue")?))
+                        } else {
+                            None
+                        };
+                        Some(pb::AnyValue { value: inner })
+                    }
+                };
+                Ok(pb::KeyValue {
+                    key: str_of(kv, "key", "key"),
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    fn time(p: &Value) -> Result<u64, OtlpError> {
+        u64_of(field(p, "timeUnixNano", "time_unix_nano"), "timeUnixNano")
+    }
+
+    fn flags(p: &Value) -> Result<u32, OtlpError> {
+        Ok(u64_of(field(p, "flags", "flags"), "flags")? as u32)
+    }
+
+    fn number_points(v: &Value) -> Result<Vec<pb::NumberDataPoint>, OtlpError> {
+        list(v, "dataPoints", "data_points")?
+            .iter()
+            .map(|p| {
+                let value = if let Some(d) = field(p, "asDouble", "as_double") {
+                    Some(pb::NumberValue::AsDouble(f64_of(d, "asDouble")?))
+                } else if let Some(i) = field(p, "asInt", "as_int") {
+                    Some(pb::NumberValue::AsInt(i64_of(i, "asInt")?))
+                } else {
+                    None
+                };
+                Ok(pb::NumberDataPoint {
+                    attributes: attributes(p)?,
+                    time_unix_nano: time(p)?,
+                    value,
+                    flags: flags(p)?,
+                })
+            })
+            .collect()
+    }
+
+    fn metric(m: &Value) -> Result<pb::Metric, OtlpError> {
+        let data = if let Some(g) = field(m, "gauge", "gauge") {
+            Some(pb::Data::Gauge(pb::Gauge {
+                data_points: number_points(g)?,
+            }))
+        } else if let Some(s) = field(m, "sum", "sum") {
+            Some(pb::Data::Sum(pb::Sum {
+                data_points: number_points(s)?,
+                aggregation_temporality: temporality(s)?,
+                is_monotonic: field(s, "isMonotonic", "is_monotonic")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            }))
+        } else if let Some(h) = field(m, "histogram", "histogram") {
+            let points = list(h, "dataPoints", "data_points")?
+                .iter()
+                .map(|p| {
+                    Ok(pb::HistogramDataPoint {
+                        attributes: attributes(p)?,
+                        time_unix_nano: time(p)?,
+                        count: u64_of(field(p, "count", "count"), "count")?,
+                        sum: field(p, "sum", "sum")
+                            .map(|s| f64_of(s, "sum"))
+                            .transpose()?,
+                        bucket_counts: list(p, "bucketCounts", "bucket_counts")?
+                            .iter()
+                            .map(|c| u64_of(Some(c), "bucketCounts"))
+                            .collect::<Result<_, _>>()?,
+                        explicit_bounds: list(p, "explicitBounds", "explicit_bounds")?
+                            .iter()
+                            .map(|b| f64_of(b, "explicitBounds"))
+                            .collect::<Result<_, _>>()?,
+                        flags: flags(p)?,
+                    })
+                })
+                .collect::<Result<_, OtlpError>>()?;
+            Some(pb::Data::Histogram(pb::Histogram {
+                data_points: points,
+                aggregation_temporality: temporality(h)?,
+            }))
+        } else if let Some(s) = field(m, "summary", "summary") {
+            let points = list(s, "dataPoints", "data_points")?
+                .iter()
+                .map(|p| {
+                    Ok(pb::SummaryDataPoint {
+                        attributes: attributes(p)?,
+                        time_unix_nano: time(p)?,
+                        count: u64_of(field(p, "count", "count"), "count")?,
+                        sum: field(p, "sum", "sum")
+                            .map(|s| f64_of(s, "sum"))
+                            .transpose()?
+                            .unwrap_or(0.0),
+                        quantile_values: list(p, "quantileValues", "quantile_values")?
+                            .iter()
+                            .map(|q| {
+                                Ok(pb::ValueAtQuantile {
+                                    quantile: field(q, "quantile", "quantile")
+                                        .map(|x| f64_of(x, "quantile"))
+                                        .transpose()?
+                                        .unwrap_or(0.0),
+                                    value: field(q, "value", "value")
+                                        .map(|x| f64_of(x, "value"))
+                                        .transpose()?
+                                        .unwrap_or(0.0),
+                                })
+                            })
+                            .collect::<Result<_, OtlpError>>()?,
+                        flags: flags(p)?,
+                    })
+                })
+                .collect::<Result<_, OtlpError>>()?;
+            Some(pb::Data::Summary(pb::Summary {
+                data_points: points,
+            }))
+        } else if let Some(e) = field(m, "exponentialHistogram", "exponential_histogram") {
+            let n = list(e, "dataPoints", "data_points")?.len();
+            Some(pb::Data::ExponentialHistogram(pb::ExponentialHistogram {
+                data_points: vec![Vec::new(); n],
+            }))
+        } else {
+            None
+        };
+        Ok(pb::Metric {
+            name: str_of(m, "name", "name"),
+            description: str_of(m, "description", "description"),
+            unit: str_of(m, "unit", "unit"),
+            data,
+        })
+    }
+
+    /// Parses an OTLP/JSON `ExportMetricsServiceRequest`.
+    pub fn parse(body: &[u8]) -> Result<pb::ExportMetricsServiceRequest, OtlpError> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| OtlpError::Json(e.to_string()))?;
+        let resource_metrics = list(&v, "resourceMetrics", "resource_metrics")?
+            .iter()
+            .map(|rm| {
+                let resource = field(rm, "resource", "resource")
+                    .map(|r| {
+                        Ok::<_, OtlpError>(pb::Resource {
+                            attributes: attributes(r)?,
+                        })
+                    })
+                    .transpose()?;
+                let scope_metrics = list(rm, "scopeMetrics", "scope_metrics")?
+                    .iter()
+                    .map(|sm| {
+                        Ok(pb::ScopeMetrics {
+                            metrics: list(sm, "metrics", "metrics")?
+                                .iter()
+                                .map(metric)
+                                .collect::<Result<_, OtlpError>>()?,
+                        })
+                    })
+                    .collect::<Result<_, OtlpError>>()?;
+                Ok(pb::ResourceMetrics {
+                    resource,
+                    scope_metrics,
+                })
+            })
+            .collect::<Result<_, OtlpError>>()?;
+        Ok(pb::ExportMetricsServiceRequest { resource_metrics })
+    }
+}
+
 /// Largest decompressed OTLP body accepted.
 const MAX_DECODED: usize = 64 << 20;
 /// Cumulative temporality.
@@ -292,6 +552,9 @@ pub enum OtlpError {
     /// The body is not an `ExportMetricsServiceRequest`.
     #[error("cannot decode the OTLP protobuf body: {0}")]
     Protobuf(String),
+    /// The JSON body is not an OTLP/JSON `ExportMetricsServiceRequest`.
+    #[error("cannot decode the OTLP JSON body: {0}")]
+    Json(String),
 }
 
 /// Prometheus' unit words for UCUM units.
@@ -643,26 +906,40 @@ fn number(p: &pb::NumberDataPoint) -> f64 {
     }
 }
 
-/// Decodes a (possibly gzip-compressed) protobuf body.
-pub fn decode(body: &[u8], gzip: bool) -> Result<pb::ExportMetricsServiceRequest, OtlpError> {
-    let raw;
+/// Decompresses a gzip body (bounded).
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, OtlpError> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_DECODED as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| OtlpError::Gzip(e.to_string()))?;
+    if out.len() > MAX_DECODED {
+        return Err(OtlpError::Gzip(format!(
+            "decompressed body exceeds {MAX_DECODED} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Decodes a (possibly gzip-compressed) body, protobuf or JSON.
+pub fn decode(
+    body: &[u8],
+    gzip: bool,
+    json: bool,
+) -> Result<pb::ExportMetricsServiceRequest, OtlpError> {
+    let unzipped;
     let bytes = if gzip {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(body)
-            .take(MAX_DECODED as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| OtlpError::Gzip(e.to_string()))?;
-        if out.len() > MAX_DECODED {
-            return Err(OtlpError::Gzip(format!(
-                "decompressed body exceeds {MAX_DECODED} bytes"
-            )));
-        }
-        raw = out;
-        raw.as_slice()
+        unzipped = gunzip(body)?;
+        unzipped.as_slice()
     } else {
         body
     };
-    pb::ExportMetricsServiceRequest::decode(bytes).map_err(|e| OtlpError::Protobuf(e.to_string()))
+    if json {
+        json::parse(bytes)
+    } else {
+        pb::ExportMetricsServiceRequest::decode(bytes)
+            .map_err(|e| OtlpError::Protobuf(e.to_string()))
+    }
 }
 
 /// `POST /api/v1/otlp/v1/metrics`.
@@ -680,13 +957,17 @@ pub async fn receive(
             .to_ascii_lowercase()
     };
     let content_type = h(header::CONTENT_TYPE);
-    if !content_type.starts_with("application/x-protobuf") {
+    let json = if content_type.starts_with("application/x-protobuf") {
+        false
+    } else if content_type.starts_with("application/json") {
+        true
+    } else {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported content type {content_type:?}: send application/x-protobuf (OTLP/HTTP protobuf)\n"),
+            format!("unsupported content type {content_type:?}: send application/x-protobuf or application/json (OTLP/HTTP)\n"),
         )
             .into_response();
-    }
+    };
     let encoding = h(header::CONTENT_ENCODING);
     let gzip = match encoding.trim() {
         "" | "identity" => false,
@@ -707,7 +988,7 @@ pub async fn receive(
         )
             .into_response();
     };
-    let req = match decode(&bytes, gzip) {
+    let req = match decode(&bytes, gzip, json) {
         Ok(r) => r,
         Err(e) => {
             state.metrics.observe_write_rejected(400);
@@ -723,16 +1004,28 @@ pub async fn receive(
     }
     crate::telemetry::inc(&state.metrics.write_requests);
     crate::telemetry::add(&state.metrics.samples_ingested, samples as u64);
-    let resp = pb::ExportMetricsServiceResponse {
-        partial_success: (conv.skipped > 0).then(|| pb::ExportMetricsPartialSuccess {
-            rejected_data_points: conv.skipped,
-            error_message: "delta temporality and exponential histograms are not converted".into(),
-        }),
+    let partial = (conv.skipped > 0).then(|| pb::ExportMetricsPartialSuccess {
+        rejected_data_points: conv.skipped,
+        error_message: "delta temporality and exponential histograms are not converted".into(),
+    });
+    let (body, ct) = if json {
+        let v = match &partial {
+            Some(p) => serde_json::json!({"partialSuccess": {
+                "rejectedDataPoints": p.rejected_data_points.to_string(),
+                "errorMessage": p.error_message}}),
+            None => serde_json::json!({}),
+        };
+        (v.to_string().into_bytes(), "application/json")
+    } else {
+        let resp = pb::ExportMetricsServiceResponse {
+            partial_success: partial,
+        };
+        (resp.encode_to_vec(), "application/x-protobuf")
     };
-    let mut r = (StatusCode::OK, resp.encode_to_vec()).into_response();
+    let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/x-protobuf"),
+        axum::http::HeaderValue::from_static(ct),
     );
     r
 }
@@ -986,8 +1279,16 @@ mod tests {
         )
         .await;
         assert_eq!(status, 200);
-        let (status, body) = post(&app, b"{}".to_vec(), "application/json", None).await;
+        let (status, body) = post(&app, b"{}".to_vec(), "text/plain", None).await;
         assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
+        let (status, body) = post(
+            &app,
+            b"{\"resourceMetrics\": 3}".to_vec(),
+            "application/json",
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
         let (status, body) = post(
             &app,
             b"\xff\xff\xff".to_vec(),
@@ -1005,5 +1306,49 @@ mod tests {
         )
         .await;
         assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn json_bodies_land_like_protobuf() {
+        let store = std::sync::Arc::new(ember_storage::MemStorage::new());
+        let app = crate::router(std::sync::Arc::new(crate::ApiState::new(store.clone())));
+        // The shape of the OTLP specification's JSON example, with 64-bit values as strings.
+        let body = br#"{"resourceMetrics":[{"resource":{"attributes":[
+            {"key":"service.name","value":{"stringValue":"my.service"}}]},
+          "scopeMetrics":[{"scope":{"name":"my.library"},"metrics":[
+            {"name":"my.counter","unit":"1","description":"I am a Counter",
+             "sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":[
+               {"asDouble":5,"startTimeUnixNano":"1544712660300000000",
+                "timeUnixNano":"1544712660300000000",
+                "attributes":[{"key":"my.counter.attr","value":{"stringValue":"some value"}}]}]}},
+            {"name":"my.gauge","unit":"1","gauge":{"dataPoints":[
+               {"asInt":"10","timeUnixNano":"1544712660300000000"}]}},
+            {"name":"my.histogram","unit":"ms","histogram":{
+               "aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE","dataPoints":[
+               {"timeUnixNano":"1544712660300000000","count":"2","sum":2,
+                "bucketCounts":["1","1"],"explicitBounds":[1],"min":0,"max":2}]}},
+            {"name":"my.delta","sum":{"aggregationTemporality":1,"isMonotonic":true,
+               "dataPoints":[{"asInt":"1","timeUnixNano":"1544712660300000000"}]}}]}]}]}"#;
+        let (status, resp) = post(&app, body.to_vec(), "application/json", None).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+        let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+        assert_eq!(v["partialSuccess"]["rejectedDataPoints"], "1");
+        let all = store.select_sync("otel", &[], 0, i64::MAX).unwrap();
+        let find = |name: &str| {
+            all.iter()
+                .find(|s| s.labels.metric_name() == Some(name))
+                .map(|s| (s.labels.clone(), s.samples[0]))
+        };
+        let (labels, sample) = find("my_counter_total").expect("counter");
+        assert_eq!(labels.get("job"), Some("my.service"));
+        assert_eq!(labels.get("my_counter_attr"), Some("some value"));
+        assert_eq!(sample.t, 1_544_712_660_300);
+        assert_eq!(sample.v, 5.0);
+        assert_eq!(find("my_gauge_ratio").map(|(_, s)| s.v), Some(10.0));
+        assert_eq!(
+            find("my_histogram_milliseconds_count").map(|(_, s)| s.v),
+            Some(2.0)
+        );
+        assert!(find("my_delta_total").is_none());
     }
 }
