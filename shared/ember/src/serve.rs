@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// Storage backend flags.
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// The built-in notifier's Alertmanager-format configuration (routes, receivers, inhibit
+    /// rules); unset: no built-in notifier. Its state and silences live in DATA_DIR/state.
+    #[arg(long = "alertmanager.config", env = "EMBER_ALERTMANAGER_CONFIG")]
+    pub alertmanager_config: Option<PathBuf>,
 }
 
 impl Default for ServeArgs {
@@ -37,6 +41,7 @@ impl Default for ServeArgs {
             data_dir: crate::default_data_dir(),
             config: None,
             storage: StorageArgs::default(),
+            alertmanager_config: None,
         }
     }
 }
@@ -64,6 +69,12 @@ pub enum ServeError {
     /// The rules could not be loaded.
     #[error("loading rules: {0}")]
     Rules(#[from] ember_rules::RulesError),
+    /// The built-in notifier could not be started.
+    #[error("starting the built-in notifier: {0}")]
+    Notifier(#[from] ember_alertmanager::Error),
+    /// A state directory (rules, notifier) could not be created.
+    #[error("state store: {0}")]
+    State(#[from] ember_storage::StorageError),
     /// The server failed while running.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
@@ -148,7 +159,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     state.targets = Some(Arc::new(ScrapeTargets(scraper.clone())));
     state.rules = Some(Arc::new(Rules(rules.clone())));
     state.config_yaml = config_yaml;
-    let app = router(Arc::new(state)).merge(admin_routes(opened.compactor.clone(), retention_ms));
+    let mut app =
+        router(Arc::new(state)).merge(admin_routes(opened.compactor.clone(), retention_ms));
+    let notifier = start_notifier(&args, addr, &rules)?;
+    if let Some(n) = &notifier {
+        app = app.merge(ember_alertmanager::api::router(n.silences().clone()));
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let scrape_task = tokio::spawn({
@@ -167,6 +183,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             let _ = stop.wait_for(|s| *s).await;
         })
     });
+    let notify_task = notifier.map(|n| tokio::spawn(notify_loop(n, stop_rx.clone())));
     let compact_task = tokio::spawn(compaction_loop(
         opened.compactor.clone(),
         retention_ms,
@@ -192,6 +209,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let _ = scrape_task.await;
     let _ = compact_task.await;
     let _ = rules_task.await;
+    if let Some(t) = notify_task {
+        let _ = t.await;
+    }
     let _ = std::fs::remove_file(&addr_file);
     served.map_err(ServeError::Serve)?;
     tracing::info!("stopped");
@@ -231,6 +251,56 @@ async fn start_rules(
     mgr.load_config(config, &base_dir)?;
     mgr.restore_all().await;
     Ok(mgr)
+}
+
+/// Starts the built-in notifier when `--alertmanager.config` is set: the rule manager hands
+/// it its alerts, state and silences go to `DATA_DIR/state`.
+fn start_notifier(
+    args: &ServeArgs,
+    addr: SocketAddr,
+    rules: &Arc<ember_rules::RuleManager>,
+) -> Result<Option<Arc<ember_alertmanager::Notifier>>, ServeError> {
+    let Some(path) = &args.alertmanager_config else {
+        return Ok(None);
+    };
+    let store =
+        ember_storage::state::FileStateStore::new(args.data_dir.join("state")).map_err(|e| {
+            ember_alertmanager::Error::State {
+                key: "state directory".into(),
+                message: e.to_string(),
+            }
+        })?;
+    let n = Arc::new(ember_alertmanager::Notifier::from_file(
+        path,
+        Arc::new(store),
+        &format!("http://{addr}"),
+    )?);
+    rules.set_sink(Some(n.clone()));
+    tracing::info!(config = %path.display(), "built-in notifier enabled");
+    Ok(Some(n))
+}
+
+/// How often the built-in notifier sends what is due (group_wait and group_interval are
+/// honoured to within this).
+const NOTIFY_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Flushes the notifier every [`NOTIFY_TICK`] until stopped; failures are logged and the
+/// failed groups retried on a later tick.
+async fn notify_loop(n: Arc<ember_alertmanager::Notifier>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(NOTIFY_TICK) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        match n.flush(now).await {
+            Ok(r) if !r.errors.is_empty() => {
+                tracing::warn!(errors = ?r.errors, "some notifications failed; will retry")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "notifier flush failed; will retry"),
+        }
+    }
 }
 
 /// How often the server compacts closed hot buckets into blocks.
