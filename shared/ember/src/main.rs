@@ -3,7 +3,7 @@
 //! `cargo run --release` with no arguments runs `ember serve` on 127.0.0.1:9090
 //! with data in `./data`.
 
-mod backend;
+use ember_runtime::backend;
 mod compact;
 mod serve;
 
