@@ -189,6 +189,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         retention_ms,
         stop_rx.clone(),
     ));
+    let cloudwatch_task =
+        start_cloudwatch(&args, &config, opened.storage.clone(), stop_rx.clone()).await?;
     let addr_file = args.data_dir.join(crate::compact::ADDR_FILE);
     if opened.is_local
         && let Err(e) = std::fs::write(&addr_file, addr.to_string())
@@ -212,10 +214,41 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     if let Some(t) = notify_task {
         let _ = t.await;
     }
+    if let Some(task) = cloudwatch_task {
+        let _ = task.await;
+    }
     let _ = std::fs::remove_file(&addr_file);
     served.map_err(ServeError::Serve)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the CloudWatch import jobs (`ember.cloudwatch.jobs`), each on its interval, with
+/// their watermarks in `DATA_DIR/state`. Without jobs nothing starts and no AWS
+/// configuration is loaded.
+async fn start_cloudwatch(
+    args: &ServeArgs,
+    config: &Config,
+    storage: Arc<dyn ember_storage::Storage>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    let jobs = config.ember.cloudwatch.jobs.clone();
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    let state = ember_storage::state::FileStateStore::new(args.data_dir.join("state"))?;
+    let clients = ember_cloudwatch::SdkClients::from_env().await;
+    tracing::info!(jobs = jobs.len(), "cloudwatch import enabled");
+    let importer = Arc::new(ember_cloudwatch::Importer::new(
+        jobs,
+        Arc::new(clients),
+        Arc::new(state),
+        storage,
+        ember_model::DEFAULT_TENANT,
+    ));
+    Ok(Some(tokio::spawn(importer.run(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }))))
 }
 
 /// Builds the rule manager: rule files and Alertmanagers from the config, alert state in
