@@ -98,6 +98,13 @@ impl TokenAuth {
         Ok(Self { tokens })
     }
 
+    /// Accepts exactly one token (the usual case: one resolved `EMBER_AUTH_TOKEN`).
+    pub fn single(token: Secret) -> Self {
+        Self {
+            tokens: vec![token],
+        }
+    }
+
     /// Checks the request headers. Every `Authorization` header is looked at; one
     /// valid credential is enough.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), AuthFailure> {

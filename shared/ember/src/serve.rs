@@ -28,6 +28,17 @@ pub struct ServeArgs {
     /// Storage backend flags.
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// Require a token on every HTTP request except /-/healthy and /-/ready. The value is
+    /// a secret reference, never the token: `file:/path`, `env:NAME`, `ssm:/name` or
+    /// `secretsmanager:<name-or-arn>`. Clients send `Authorization: Bearer <token>` or
+    /// basic auth with the token as password. With the built-in default configuration
+    /// the self-scrape sends it too.
+    #[arg(
+        long = "auth-token",
+        env = "EMBER_AUTH_TOKEN",
+        value_name = "SECRET_REF"
+    )]
+    pub auth_token: Option<String>,
     /// The built-in notifier's Alertmanager-format configuration (routes, receivers, inhibit
     /// rules); unset: no built-in notifier. Its state and silences live in DATA_DIR/state.
     #[arg(long = "alertmanager.config", env = "EMBER_ALERTMANAGER_CONFIG")]
@@ -41,6 +52,7 @@ impl Default for ServeArgs {
             data_dir: crate::default_data_dir(),
             config: None,
             storage: StorageArgs::default(),
+            auth_token: None,
             alertmanager_config: None,
         }
     }
@@ -55,6 +67,9 @@ pub enum ServeError {
     /// The storage could not be opened.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The `--auth-token` secret could not be read.
+    #[error("--auth-token: {0}")]
+    AuthToken(#[from] ember_secrets::SecretError),
     /// The listen address is unusable.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -130,6 +145,30 @@ fn load_config(args: &ServeArgs, addr: SocketAddr) -> Result<(Config, String), S
     }
 }
 
+/// Resolves `--auth-token` into the API's token check. With the built-in default
+/// configuration (no `--config`), the self-scrape job sends the token as well.
+async fn load_auth(
+    args: &ServeArgs,
+    config: &mut Config,
+) -> Result<Option<ember_api::auth::TokenAuth>, ServeError> {
+    let Some(reference) = &args.auth_token else {
+        return Ok(None);
+    };
+    let token = ember_secrets::SecretRef::parse(reference)?
+        .resolve_from_env()
+        .await?;
+    if args.config.is_none() {
+        for job in &mut config.scrape_configs {
+            job.authorization = Some(ember_config::scrape::Authorization {
+                auth_type: None,
+                credentials: Some(token.expose().to_string()),
+                credentials_file: None,
+            });
+        }
+    }
+    Ok(Some(ember_api::auth::TokenAuth::single(token)))
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -142,7 +181,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         addr: args.listen,
         source,
     })?;
-    let (config, config_yaml) = load_config(&args, addr)?;
+    let (mut config, config_yaml) = load_config(&args, addr)?;
+    let auth = load_auth(&args, &mut config).await?;
     let opened = backend::open(&args.storage, &config.ember.storage, &args.data_dir).await?;
     let retention_ms = config.ember.storage.retention.map(|d| d.as_millis());
 
@@ -166,6 +206,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         app = app.merge(ember_alertmanager::api::router(n.silences().clone()));
     }
 
+    let app = ember_api::auth::protect_optional(app, auth);
     let (stop_tx, stop_rx) = watch::channel(false);
     let scrape_task = tokio::spawn({
         let mut stop = stop_rx.clone();
