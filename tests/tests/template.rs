@@ -224,11 +224,6 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
         "config from S3; no token",
     ),
     (
-        "ember-rules-fn",
-        "ssm:GetParameter",
-        "config from S3; no token",
-    ),
-    (
         "ember-compact",
         "ssm:GetParameter",
         "config from S3; no token",
@@ -242,11 +237,6 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
         "ember-scrape-fn",
         "secretsmanager:GetSecretValue",
         "no token",
-    ),
-    (
-        "ember-rules-fn",
-        "secretsmanager:GetSecretValue",
-        "no token; webhook URLs from *_file or the S3 config",
     ),
     ("ember-compact", "secretsmanager:GetSecretValue", "no token"),
     (
