@@ -109,6 +109,7 @@ ember:
         namespace: AWS/RDS
         period: 1m
         length: 15m
+        delay: 0s
         interval: 1m
         statistics: [Average, Maximum, SampleCount]
         metrics:

@@ -213,6 +213,7 @@ ember:
         namespace: AWS/RDS
         period: 1m
         length: 5m
+        delay: 0s
         statistics: [Average, Maximum]
         metrics:
           - name: CPUUtilization
@@ -401,7 +402,7 @@ async fn imports_discovered_rds_metrics_and_dedups_overlapping_windows() {
 async fn exact_dimensions_batch_500_and_failures_do_not_advance_watermarks() {
     // 300 functions × 2 statistics = 600 queries → two GetMetricData calls, no ListMetrics.
     let mut yaml = String::from(
-        "ember:\n  cloudwatch:\n    jobs:\n      - name: lambda\n        regions: [us-east-1]\n        namespace: AWS/Lambda\n        period: 5m\n        statistics: [Sum, p99]\n        metrics: [{name: Invocations}]\n        dimensions:\n",
+        "ember:\n  cloudwatch:\n    jobs:\n      - name: lambda\n        regions: [us-east-1]\n        namespace: AWS/Lambda\n        period: 5m\n        delay: 0s\n        statistics: [Sum, p99]\n        metrics: [{name: Invocations}]\n        dimensions:\n",
     );
     for i in 0..300 {
         yaml.push_str(&format!("          - {{FunctionName: fn-{i}}}\n"));

@@ -10,7 +10,7 @@
 //!         namespace: AWS/RDS
 //!         period: 5m            # CloudWatch aggregation period (default 5m)
 //!         length: 10m           # window asked for on each pass (default 2 × period)
-//!         delay: 2m             # leave the newest, still-filling minutes out (default 0)
+//!         delay: 2m             # leave the newest, still-filling minutes out (default 2m)
 //!         statistics: [Average, Maximum]
 //!         metrics:
 //!           - name: CPUUtilization
@@ -64,11 +64,11 @@ pub struct CloudWatchJob {
     #[serde(default)]
     pub length: Option<PromDuration>,
     /// How far the window's end stays behind now, so still-filling periods are not read
-    /// (default 0).
+    /// (default 2m).
     #[serde(default)]
     pub delay: Option<PromDuration>,
-    /// How often `ember serve` runs the job (default: the period). Lambda runs every job on
-    /// each scheduled invocation.
+    /// How often the job runs (default: the shortest period): `ember serve` at interval
+    /// boundaries, the Lambda function on its first invocation in each interval slot.
     #[serde(default)]
     pub interval: Option<PromDuration>,
     /// Statistics for metrics that name none (default `[Average]`).
@@ -126,6 +126,11 @@ pub struct DimensionFilter {
     pub regex: Option<String>,
 }
 
+/// The default delay: most AWS metrics land in CloudWatch within two minutes, and a
+/// datapoint imported before its period is complete would stay incomplete (the watermark
+/// skips it when it is read again).
+pub const DEFAULT_DELAY_SECS: u64 = 120;
+
 /// The default aggregation period.
 pub const DEFAULT_PERIOD_SECS: u64 = 300;
 
@@ -168,7 +173,7 @@ impl CloudWatchJob {
                     .delay
                     .or(self.delay)
                     .map(|d| d.as_duration().as_secs())
-                    .unwrap_or(0);
+                    .unwrap_or(DEFAULT_DELAY_SECS);
                 ResolvedMetric {
                     name: m.name.clone(),
                     statistics: m.statistics.clone().unwrap_or_else(|| job_stats.clone()),
