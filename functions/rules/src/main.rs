@@ -3,7 +3,9 @@
 //! their aligned times until the next invocation starts (or the deadline minus a margin).
 //! Recording-rule results go back into the storage; alert state (pending/firing, active
 //! since, last sent, `keep_firing_for`) lives in the StateStore under `rules/<group>`, so
-//! it survives cold starts. Alerts go to `alerting.alertmanagers` of the configuration.
+//! it survives cold starts. Alerts go to `alerting.alertmanagers` of the configuration and,
+//! with `EMBER_ALERTMANAGER_CONFIG`, to the built-in notifier (`ember-alertmanager`), which
+//! flushes every few seconds through the window with its state in the same StateStore.
 //!
 //! The configuration (`EMBER_CONFIG`, with its `rule_files`) is read at the first
 //! invocation and re-read when it changes. Without one there are no rules.
@@ -30,8 +32,13 @@ enum RulesFnError {
     Rules(#[from] ember_rules::RulesError),
 }
 
+/// How often the built-in notifier sends what is due within one window.
+const NOTIFY_TICK: Duration = Duration::from_secs(5);
+
 struct Rules {
     manager: Arc<RuleManager>,
+    /// The built-in notifier, when `EMBER_ALERTMANAGER_CONFIG` is set.
+    notifier: Option<Arc<ember_alertmanager::Notifier>>,
     loader: Mutex<ConfigLoader>,
     /// Whether a configuration has been applied and the alert state restored.
     ready: Mutex<bool>,
@@ -65,7 +72,17 @@ impl Rules {
             *ready = true;
         }
         let window = inv.window(PERIOD, MARGIN);
-        let reports = self.manager.run_pass(window.until).await;
+        let notify = async {
+            match &self.notifier {
+                Some(n) => n.run_until(window.until, NOTIFY_TICK).await,
+                None => Vec::new(),
+            }
+        };
+        let (reports, flushes) = tokio::join!(self.manager.run_pass(window.until), notify);
+        let notifications: usize = flushes
+            .iter()
+            .map(|f| f.as_ref().map_or(0, |r| r.sent))
+            .sum();
         let samples: usize = reports.iter().map(|r| r.samples_written).sum();
         let errors: usize = reports.iter().map(|r| r.rule_errors.len()).sum();
         let alerts: usize = reports.iter().map(|r| r.alerts_sent.len()).sum();
@@ -79,6 +96,7 @@ impl Rules {
             samples,
             errors,
             alerts,
+            notifications,
             "rules window done"
         );
         Ok(serde_json::json!({
@@ -87,22 +105,34 @@ impl Rules {
             "samples_written": samples,
             "rule_errors": errors,
             "alerts_sent": alerts,
+            "notifications_sent": notifications,
             "until_ms": ember_runtime::window::epoch_ms(window.until),
         }))
     }
 }
 
-/// Hook for the built-in notifier (`EMBER_ALERTMANAGER_CONFIG`, crate
-/// `ember-alertmanager`): it attaches to the manager as an alert sink. Until that crate is
-/// wired here, a set variable is reported loudly instead of being ignored silently.
-fn attach_builtin_notifier(settings: &RuntimeSettings, _manager: &RuleManager) {
-    if let Some(loc) = &settings.alertmanager_config {
-        tracing::error!(
-            location = %loc,
-            "EMBER_ALERTMANAGER_CONFIG is set but this build has no built-in notifier; \
-             alerts go only to alerting.alertmanagers"
-        );
-    }
+/// The built-in notifier (`EMBER_ALERTMANAGER_CONFIG`: a file or `ssm:/name`), attached to
+/// the manager as its alert sink. A broken notifier config fails the cold start loudly
+/// rather than dropping notifications silently.
+async fn attach_builtin_notifier(
+    process: &Process,
+    manager: &RuleManager,
+    external_url: &str,
+) -> Result<Option<Arc<ember_alertmanager::Notifier>>, ember_alertmanager::Error> {
+    let Some(loc) = &process.settings.alertmanager_config else {
+        return Ok(None);
+    };
+    let n = Arc::new(
+        ember_alertmanager::Notifier::from_location(
+            &loc.to_string(),
+            process.state.clone(),
+            external_url,
+        )
+        .await?,
+    );
+    manager.set_sink(Some(n.clone()));
+    tracing::info!(location = %loc, "built-in notifier enabled");
+    Ok(Some(n))
 }
 
 #[tokio::main]
@@ -114,15 +144,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     if let Some(url) = &process.settings.external_url {
         opts.external_url = url.clone();
     }
+    let external_url = opts.external_url.clone();
     let manager = Arc::new(RuleManager::new(
         process.storage.clone(),
         Arc::new(ember_promql::Engine::default()),
         Arc::new(SharedStateStore(process.state.clone())),
         opts,
     ));
-    attach_builtin_notifier(&process.settings, &manager);
+    let notifier = attach_builtin_notifier(&process, &manager, &external_url).await?;
     let rules = Arc::new(Rules {
         manager,
+        notifier,
         loader: Mutex::new(process.config_loader()),
         ready: Mutex::new(false),
     });
