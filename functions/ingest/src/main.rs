@@ -10,5 +10,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     ember_runtime::lambda::init_tracing();
     let process = Process::open(RuntimeSettings::from_env()?).await?;
     tracing::info!(storage = %process.description, "ember-ingest ready");
-    ember_runtime::http::run(ember_runtime::http::ingest_app(&process)).await
+    let auth = ember_runtime::http::auth(&process).await?;
+    ember_runtime::http::run(ember_runtime::http::ingest_app(&process, auth)).await
 }

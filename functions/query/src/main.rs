@@ -10,5 +10,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     ember_runtime::lambda::init_tracing();
     let process = Process::open(RuntimeSettings::from_env()?).await?;
     tracing::info!(storage = %process.description, "ember-query ready");
-    ember_runtime::http::run(ember_runtime::http::app(&process)).await
+    let auth = ember_runtime::http::auth(&process).await?;
+    ember_runtime::http::run(ember_runtime::http::app(&process, auth)).await
 }

@@ -28,9 +28,24 @@ pub fn api_state(process: &Process) -> ApiState {
     state
 }
 
-/// The whole Prometheus API router over `process` (what the query and ingest functions serve).
-pub fn app(process: &Process) -> axum::Router {
-    ember_api::router(Arc::new(api_state(process)))
+/// The token check of `EMBER_AUTH_TOKEN` (resolved once per container: SSM, Secrets
+/// Manager or a file), or `None` when unset (local use only).
+pub async fn auth(
+    process: &Process,
+) -> Result<Option<ember_api::auth::TokenAuth>, ember_secrets::SecretError> {
+    let Some(reference) = &process.settings.auth_token else {
+        return Ok(None);
+    };
+    let token = ember_secrets::SecretRef::parse(reference)?
+        .resolve_from_env()
+        .await?;
+    Ok(Some(ember_api::auth::TokenAuth::single(token)))
+}
+
+/// The whole Prometheus API router over `process` (what the query function serves),
+/// behind the token check when there is one.
+pub fn app(process: &Process, auth: Option<ember_api::auth::TokenAuth>) -> axum::Router {
+    ember_api::auth::protect_optional(ember_api::router(Arc::new(api_state(process))), auth)
 }
 
 /// Serves `app` through the Lambda Runtime API until the container stops.
@@ -41,8 +56,8 @@ pub async fn run(app: axum::Router) -> Result<(), lambda_http::Error> {
 /// The router of the ingest function: the write routes only (remote write, AMP-style
 /// `remote_write`, Pushgateway-style push, health); anything else is 404, so a misrouted
 /// query cannot run on the ingest function's memory and timeout.
-pub fn ingest_app(process: &Process) -> axum::Router {
-    app(process).layer(axum::middleware::from_fn(only_write_routes))
+pub fn ingest_app(process: &Process, auth: Option<ember_api::auth::TokenAuth>) -> axum::Router {
+    app(process, auth).layer(axum::middleware::from_fn(only_write_routes))
 }
 
 async fn only_write_routes(
