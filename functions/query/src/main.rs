@@ -11,5 +11,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let process = Process::open(RuntimeSettings::from_env()?).await?;
     tracing::info!(storage = %process.description, "ember-query ready");
     let auth = ember_runtime::http::auth(&process).await?;
-    ember_runtime::http::run(ember_runtime::http::app(&process, auth)).await
+    // Alertmanager-compatible silences, in the state store the rules function's notifier
+    // reads them from.
+    let silences =
+        ember_alertmanager::api::router(ember_alertmanager::Silences::new(process.state.clone()));
+    ember_runtime::http::run(ember_runtime::http::app_with(&process, auth, silences)).await
 }

@@ -306,10 +306,20 @@ impl ConfigLoader {
                     message,
                 })?;
         if !listing.contains_key(key) {
-            return Err(ConfigLoadError::Read {
-                location,
-                message: "no such object".into(),
-            });
+            // Right after `sam deploy` nothing has been uploaded yet: run on the built-in
+            // defaults (no scrape jobs, no rules) and pick the file up once it appears.
+            const MISSING: &str = "missing";
+            if self.unchanged(MISSING) {
+                return Ok(None);
+            }
+            tracing::warn!(%location, "configuration object not found; using built-in defaults until it is uploaded");
+            return Ok(Some(LoadedConfig {
+                config: Config::default(),
+                yaml: String::new(),
+                base_dir: PathBuf::from("."),
+                version: MISSING.into(),
+                location: format!("{location} (not found: built-in defaults)"),
+            }));
         }
         // Cheap check first: the config's and the known rule files' ETags.
         if let Some(cur) = &self.current
