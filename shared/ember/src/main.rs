@@ -4,6 +4,7 @@
 //! with data in `./data`.
 
 use ember_runtime::backend;
+mod backfill;
 mod compact;
 mod serve;
 
@@ -29,6 +30,9 @@ enum Command {
     Test(TestCommand),
     /// Compact every closed hot bucket into Parquet blocks (one pass) and print what was written.
     Compact(compact::CompactArgs),
+    /// Import OpenMetrics / Prometheus text files with timestamps (like `promtool tsdb
+    /// create-blocks-from openmetrics`) into the configured storage.
+    Backfill(backfill::BackfillArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         match command {
             Command::Serve(args) => serve::run(args).await.map_err(|e| e.to_string()),
             Command::Compact(args) => compact::run(args).await.map_err(|e| e.to_string()),
+            Command::Backfill(args) => backfill::run(args).await.map_err(|e| e.to_string()),
             Command::Test(TestCommand::Rules { files }) => test_rules(files).await,
         }
     });
