@@ -210,11 +210,7 @@ pub async fn run(args: BackfillArgs) -> Result<(), BackfillError> {
                     source,
                 })?;
             if progress {
-                let pct = if samples == 0 {
-                    100
-                } else {
-                    written * 100 / samples
-                };
+                let pct = (written * 100).checked_div(samples).unwrap_or(100);
                 eprint!("\r{name}: {written}/{samples} samples ({pct} %)");
                 let _ = std::io::stderr().flush();
             }
