@@ -13,13 +13,15 @@ pub mod memhot;
 pub mod objstore;
 pub mod testing;
 pub mod tiered;
+pub mod usage;
 
 pub use block::{
     BlockError, BlockFooter, BlockSeries, BlockStats, BlockWriteOptions, ReadMode, WrittenBlock,
 };
 pub use compact::{CompactionConfig, CompactionReport, Compactor, compact_once};
 pub use index::{BlockEntry, BlockIndex, BlockIndexStore, ObjectBlockIndex};
-pub use local::{compact_local_once, open_local_tiered};
+pub use local::{compact_local_once, open_local_tiered, open_local_tiered_counted};
 pub use memhot::MemHotStore;
 pub use objstore::{LocalFsStore, MemoryObjectStore, ObjectMeta, ObjectStore, ObjectStoreError};
 pub use tiered::{SharedHot, TieredStorage};
+pub use usage::CountingObjectStore;

@@ -21,7 +21,8 @@ pub mod testing;
 use std::sync::Arc;
 
 use ember_blocks::compact::{CompactionConfig, CompactionReport, Compactor};
-use ember_blocks::{ObjectStore, SharedHot, TieredStorage};
+use ember_blocks::{CountingObjectStore, ObjectStore, SharedHot, TieredStorage};
+use ember_storage::usage::{CountingHotStore, StoreUsage};
 use ember_storage::{Result, Storage};
 
 pub use api::{DdbError, DynamoApi, SdkDynamo};
@@ -94,7 +95,8 @@ pub fn open_state_store(clients: &AwsClients, table: &str) -> DynamoStateStore<S
 }
 
 /// The DynamoDB hot store as built by [`open_aws_backend`].
-pub type AwsHotStore = DynamoHotStore<MeteredDynamo<SdkDynamo>>;
+/// Counted by kind (`hot`) for `/metrics` on top of the billing meter.
+pub type AwsHotStore = CountingHotStore<DynamoHotStore<MeteredDynamo<SdkDynamo>>>;
 
 /// Everything the AWS backend is made of, for callers that need the parts.
 pub struct AwsBackend {
@@ -102,8 +104,10 @@ pub struct AwsBackend {
     pub storage: Arc<TieredStorage<SharedHot<AwsHotStore>>>,
     /// The compactor over the same stores (sharing the hot store and its caches).
     pub compactor: Compactor<AwsHotStore>,
-    /// Request counters (DynamoDB and S3) since start.
+    /// Request counters (DynamoDB and S3, in billing units) since start.
     pub meter: Arc<Meter>,
+    /// Requests and bytes by store kind (hot, blocks), as every backend counts them.
+    pub usage: Arc<StoreUsage>,
 }
 
 /// Builds the AWS backend from `clients`.
@@ -116,13 +120,20 @@ pub async fn open_aws_backend(cfg: &AwsStorageConfig, clients: &AwsClients) -> R
         SdkDynamo::new(clients.dynamo.clone(), &cfg.table),
         meter.clone(),
     ));
-    let objects: Arc<dyn ObjectStore> = Arc::new(MeteredObjects::new(
-        S3ObjectStore::new(clients.s3.clone(), &cfg.bucket, ""),
-        meter.clone(),
+    let usage = Arc::new(StoreUsage::default());
+    let objects: Arc<dyn ObjectStore> = Arc::new(CountingObjectStore::new(
+        Arc::new(MeteredObjects::new(
+            S3ObjectStore::new(clients.s3.clone(), &cfg.bucket, ""),
+            meter.clone(),
+        )),
+        usage.clone(),
     ));
     let index: Arc<dyn ember_blocks::BlockIndexStore> =
         Arc::new(DynamoBlockIndex::new(api.clone()));
-    let hot = Arc::new(DynamoHotStore::new(api, cfg.hot.clone()));
+    let hot = Arc::new(CountingHotStore::new(
+        DynamoHotStore::new(api, cfg.hot.clone()),
+        usage.clone(),
+    ));
     let storage = Arc::new(TieredStorage::new(
         SharedHot(hot.clone()),
         index.clone(),
@@ -136,6 +147,7 @@ pub async fn open_aws_backend(cfg: &AwsStorageConfig, clients: &AwsClients) -> R
             objects,
         },
         meter,
+        usage,
     })
 }
 

@@ -229,6 +229,18 @@ async fn write_query_compact_and_query_again() {
     eprintln!("cold query: {d:?}");
     assert!(d.s3_gets >= 1);
 
+    // The kind-level usage (for /metrics) agrees with the billing meter.
+    use ember_storage::usage::{StoreKind, StoreOp};
+    let m = backend.meter.snapshot();
+    let u = &backend.usage;
+    assert!(u.bytes(StoreKind::Hot, StoreOp::Write) > 0);
+    assert!(u.bytes(StoreKind::Hot, StoreOp::Read) > 0);
+    assert_eq!(u.requests(StoreKind::Blocks, StoreOp::Write), m.s3_puts);
+    assert_eq!(u.bytes(StoreKind::Blocks, StoreOp::Write), m.s3_put_bytes);
+    assert_eq!(u.bytes(StoreKind::Blocks, StoreOp::Read), m.s3_get_bytes);
+    assert_eq!(u.requests(StoreKind::Blocks, StoreOp::List), m.s3_lists);
+    assert!(u.requests(StoreKind::Hot, StoreOp::Delete) >= report.buckets_compacted as u64);
+
     // Late data into a compacted bucket is visible at once and compacted next pass.
     let late = AppendBatch {
         series: vec![Series::new(

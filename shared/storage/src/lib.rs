@@ -9,6 +9,7 @@ pub mod layout;
 pub mod memory;
 pub mod segment;
 pub mod state;
+pub mod usage;
 
 use async_trait::async_trait;
 use ember_model::{Labels, Matcher, MetricMetadata, Series};
