@@ -84,6 +84,18 @@ pub struct Notifier {
     sender: Sender,
     pending: Mutex<Vec<PostableAlert>>,
     flushing: tokio::sync::Mutex<()>,
+    /// Notifications attempted and failed per integration type, since start.
+    counts: Mutex<BTreeMap<&'static str, NotificationCounts>>,
+}
+
+/// Notifications of one integration type since start: Alertmanager's
+/// `alertmanager_notifications_total` and `alertmanager_notifications_failed_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotificationCounts {
+    /// Notifications attempted (one per group and integration that was due).
+    pub total: u64,
+    /// Notifications that failed after the sender's retries (retried on a later flush).
+    pub failed: u64,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -123,6 +135,7 @@ impl Notifier {
             sender: Sender::new()?,
             pending: Mutex::new(Vec::new()),
             flushing: tokio::sync::Mutex::new(()),
+            counts: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -200,6 +213,29 @@ impl Notifier {
                 return out;
             };
             tokio::time::sleep(left.min(tick)).await;
+        }
+    }
+
+    /// Notifications attempted and failed per integration type (`webhook`, `slack`,
+    /// `sns`) since start; configured integrations that sent nothing yet appear with zeros.
+    pub fn notification_counts(&self) -> BTreeMap<&'static str, NotificationCounts> {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for i in self.receivers.values().flatten() {
+            counts.entry(i.kind.integration()).or_default();
+        }
+        counts
+    }
+
+    fn count(&self, integration: &'static str, ok: bool) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let c = counts.entry(integration).or_default();
+        c.total += 1;
+        if !ok {
+            c.failed += 1;
         }
     }
 
@@ -423,11 +459,12 @@ impl Notifier {
                     g.labels.clone(),
                     self.templates_external_url(),
                 );
-                match self
+                let result = self
                     .sender
                     .notify(i, &self.templates, &data, &g.group_key)
-                    .await
-                {
+                    .await;
+                self.count(i.kind.integration(), result.is_ok());
+                match result {
                     Ok(()) => report.sent += 1,
                     Err(e) => {
                         tracing::warn!(group = %g.group_key, error = %e, "notification failed; will retry");

@@ -122,6 +122,17 @@ pub enum Kind {
     },
 }
 
+impl Kind {
+    /// The `integration` label of Alertmanager's notification metrics.
+    pub fn integration(&self) -> &'static str {
+        match self {
+            Kind::Webhook { .. } => "webhook",
+            Kind::Slack { .. } => "slack",
+            Kind::Sns { .. } => "sns",
+        }
+    }
+}
+
 /// One integration of a receiver (`slack_configs[1]`, …).
 #[derive(Debug, Clone)]
 pub struct Integration {

@@ -465,6 +465,15 @@ receivers:
     // Delivered: no repeat until repeat_interval (default 4h).
     let r = n.flush(t + 120_000).await.expect("flush");
     assert_eq!((r.groups_flushed, r.sent), (1, 0));
+    // Alertmanager's counters: 4 webhook notifications attempted, the first 2 failed.
+    let counts = n.notification_counts();
+    assert_eq!(
+        counts.get("webhook"),
+        Some(&ember_alertmanager::NotificationCounts {
+            total: 4,
+            failed: 2
+        })
+    );
 }
 
 #[test]

@@ -240,6 +240,18 @@ pub struct RuleManager {
     sink: RwLock<Option<Arc<dyn AlertSink>>>,
     /// Series of removed groups that still need a staleness marker.
     retired: std::sync::Mutex<Vec<Labels>>,
+    /// Alerts sent and failed POSTs per Alertmanager URL since start (kept across reloads).
+    notifications: std::sync::Mutex<BTreeMap<String, NotificationCounts>>,
+}
+
+/// Alerts sent to one Alertmanager and the POSTs that failed, since start: Prometheus'
+/// `prometheus_notifications_sent_total` and `prometheus_notifications_errors_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotificationCounts {
+    /// Alerts sent (attempted, including those of failed POSTs, as Prometheus counts).
+    pub sent: u64,
+    /// POSTs that failed.
+    pub errors: u64,
 }
 
 impl RuleManager {
@@ -259,6 +271,7 @@ impl RuleManager {
             notifier: RwLock::new(None),
             sink: RwLock::new(None),
             retired: std::sync::Mutex::new(Vec::new()),
+            notifications: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -309,6 +322,27 @@ impl RuleManager {
     /// `alert_relabel_configs` applied.
     pub fn set_sink(&self, sink: Option<Arc<dyn AlertSink>>) {
         *self.sink.write().unwrap_or_else(|p| p.into_inner()) = sink;
+    }
+
+    /// Alerts sent and failed POSTs per Alertmanager URL since start; configured
+    /// Alertmanagers that got nothing yet appear with zeros.
+    pub fn notification_counts(&self) -> BTreeMap<String, NotificationCounts> {
+        let mut counts = self
+            .notifications
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(n) = self
+            .notifier
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            for url in n.urls() {
+                counts.entry(url).or_default();
+            }
+        }
+        counts
     }
 
     /// Sets (or removes) the notifier.
@@ -574,7 +608,15 @@ impl RuleManager {
                 s.send(prepared).await;
             }
             if let Some(n) = notifier {
-                report.send = Some(n.send(to_send).await);
+                let sent = n.send(to_send).await;
+                let mut counts = self.notifications.lock().unwrap_or_else(|p| p.into_inner());
+                for (url, alerts, failed) in &sent.per_alertmanager {
+                    let c = counts.entry(url.clone()).or_default();
+                    c.sent += *alerts as u64;
+                    c.errors += *failed as u64;
+                }
+                drop(counts);
+                report.send = Some(sent);
             }
         }
         match serde_json::to_vec(&*state) {

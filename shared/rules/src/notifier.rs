@@ -198,6 +198,9 @@ pub struct SendReport {
     pub ok: usize,
     /// Failed POSTs, with reasons.
     pub errors: Vec<String>,
+    /// Per Alertmanager URL: alerts sent (attempted, as Prometheus counts them) and
+    /// failed POSTs — what `prometheus_notifications_{sent,errors}_total` add up.
+    pub per_alertmanager: Vec<(String, usize, usize)>,
 }
 
 fn base64(data: &[u8]) -> String {
@@ -336,15 +339,19 @@ impl Notifier {
                     })
                     .collect()
             };
+            let (mut sent, mut failed) = (0, 0);
             for batch in own.chunks(self.batch_size) {
+                sent += batch.len();
                 match self.post(ep, batch).await {
                     Ok(()) => report.ok += 1,
                     Err(e) => {
+                        failed += 1;
                         tracing::warn!(url = %ep.url, error = %e, "sending alerts to Alertmanager failed");
                         report.errors.push(format!("{}: {e}", ep.url));
                     }
                 }
             }
+            report.per_alertmanager.push((ep.url.clone(), sent, failed));
         }
         report
     }

@@ -133,6 +133,29 @@ async fn alertmanager_receives_ember_alerts() {
     let send = last.send.expect("sent to alertmanager");
     assert!(send.errors.is_empty(), "send errors: {:?}", send.errors);
     assert_eq!(send.ok, 1);
+    let am_url = format!("http://127.0.0.1:{}/api/v2/alerts", am.port);
+    let counts = mgr.notification_counts();
+    assert!(counts[&am_url].sent >= 1, "{counts:?}");
+    assert_eq!(counts[&am_url].errors, 0, "{counts:?}");
+
+    // An Alertmanager that is down: the failed POST is counted, the earlier counts stay.
+    let dead = free_port();
+    let ac_dead = AlertingConfig::from_value(&serde_json::json!({
+        "alertmanagers": [{"static_configs": [{"targets": [format!("127.0.0.1:{dead}")]}], "timeout": "2s"}]
+    }))
+    .expect("alerting config");
+    mgr.set_notifier(Some(
+        Notifier::new(&ac_dead, opts.external_labels.clone()).expect("notifier"),
+    ));
+    let again = mgr.evaluate_group_at(&key, t + 90_000).await.expect("eval");
+    assert_eq!(again.send.map(|s| s.errors.len()), Some(1));
+    let after = mgr.notification_counts();
+    let dead_url = format!("http://127.0.0.1:{dead}/api/v2/alerts");
+    assert_eq!(after[&dead_url].errors, 1, "{after:?}");
+    assert_eq!(
+        after[&am_url], counts[&am_url],
+        "counts survive a notifier swap"
+    );
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{}/api/v2/alerts", am.port);
