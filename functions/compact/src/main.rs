@@ -44,10 +44,16 @@ impl Compact {
         let mut cfg = CompactionConfig::at(now_ms);
         cfg.retention_ms = retention.flatten();
         let report = self.process.compactor.run(&cfg).await?;
+        // Seconds the oldest bucket left in the hot store is overdue (0: on time), the
+        // figure `/metrics` of `ember serve` calls ember_compaction_lag_seconds.
+        let lag_seconds = report
+            .next_due_ms(cfg.grace_ms)
+            .map_or(0, |due| (now_ms - due).max(0) / 1000);
         tracing::info!(
             request_id = %inv.request_id,
             buckets = report.buckets_compacted,
             expired = report.blocks_expired,
+            lag_seconds,
             "compaction pass done"
         );
         Ok(serde_json::json!({
@@ -55,6 +61,7 @@ impl Compact {
             "blocks_expired": report.blocks_expired,
             "blocks_written": report.blocks_written.len(),
             "samples_compacted": report.samples_compacted,
+            "lag_seconds": lag_seconds,
             "report": report.to_string(),
         }))
     }

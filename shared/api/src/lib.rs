@@ -83,6 +83,9 @@ pub struct ApiState {
     pub metrics: telemetry::ApiMetrics,
     /// The configuration text `/api/v1/status/config` shows.
     pub config_yaml: String,
+    /// Metrics of components beside the API (backend, compaction, notifiers), appended
+    /// to `/metrics`.
+    pub metric_sources: Vec<telemetry::MetricsSource>,
 }
 
 impl ApiState {
@@ -103,6 +106,7 @@ impl ApiState {
             rules: None,
             metrics,
             config_yaml: String::new(),
+            metric_sources: Vec::new(),
         }
     }
 }

@@ -76,6 +76,9 @@ pub async fn self_metrics(State(state): State<SharedState>) -> Response {
     if let Some(rules) = &state.rules {
         crate::telemetry::render_rule_groups(&mut text, &rules.rules_json(&[]).unwrap_or_default());
     }
+    for source in &state.metric_sources {
+        source(&mut text);
+    }
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

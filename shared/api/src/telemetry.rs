@@ -27,6 +27,10 @@ use ember_storage::{
 
 use crate::json::format_float;
 
+/// Writes the metric families of a component beside the API (backend, compaction,
+/// notifiers) in the text format; `/metrics` appends every source of the state.
+pub type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// Bucket bounds of `prometheus_http_request_duration_seconds` (Prometheus' own).
 pub const HTTP_BUCKETS: &[f64] = &[0.1, 0.2, 0.4, 1.0, 3.0, 8.0, 20.0, 60.0, 120.0];
 /// Bucket bounds of the query and storage latency histograms (finer at the low end,

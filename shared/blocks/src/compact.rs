@@ -90,6 +90,26 @@ pub struct CompactionReport {
     pub files_deleted: usize,
     /// Samples written into level-0 blocks.
     pub samples_compacted: u64,
+    /// Start (ms) of the oldest hot bucket left in the hot store after the pass (not yet
+    /// due, or changed while being compacted); `None` when none is left. Compaction lag
+    /// is measured from it: it becomes due at start + bucket length + grace.
+    pub oldest_pending_bucket_ms: Option<i64>,
+}
+
+impl CompactionReport {
+    fn note_pending(&mut self, bucket: i64) {
+        self.oldest_pending_bucket_ms = Some(
+            self.oldest_pending_bucket_ms
+                .map_or(bucket, |b| b.min(bucket)),
+        );
+    }
+
+    /// When the oldest bucket still in the hot store becomes (or became) due for
+    /// compaction, in ms: bucket start + bucket length + `grace_ms`.
+    pub fn next_due_ms(&self, grace_ms: i64) -> Option<i64> {
+        self.oldest_pending_bucket_ms
+            .map(|b| b + BUCKET_MS + grace_ms)
+    }
 }
 
 impl std::fmt::Display for CompactionReport {
@@ -168,6 +188,7 @@ pub async fn compact_tenant<H: HotStore + ?Sized>(
     buckets.dedup();
     for bucket in buckets {
         if bucket + BUCKET_MS + cfg.grace_ms > cfg.now_ms {
+            report.note_pending(bucket);
             continue;
         }
         let expired = cfg
@@ -251,6 +272,7 @@ pub async fn compact_tenant<H: HotStore + ?Sized>(
                 bucket,
                 "bucket changed during compaction; kept for the next pass"
             );
+            report.note_pending(bucket);
             continue;
         }
         hot.delete_bucket(tenant, bucket).await?;

@@ -6,6 +6,7 @@
 use ember_runtime::backend;
 mod backfill;
 mod compact;
+mod self_metrics;
 mod serve;
 
 use std::path::PathBuf;

@@ -12,6 +12,8 @@ use ember_scrape::{ScrapeManager, ScrapeOptions, default_self_scrape_config};
 use tokio::sync::watch;
 
 use crate::backend::{self, BackendError, RunCompaction, StorageArgs};
+use crate::self_metrics;
+use ember_runtime::metrics::CompactionMetrics;
 
 /// Options of `ember serve`.
 #[derive(Debug, Args)]
@@ -199,9 +201,19 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     state.targets = Some(Arc::new(ScrapeTargets(scraper.clone())));
     state.rules = Some(Arc::new(Rules(rules.clone())));
     state.config_yaml = config_yaml;
-    let mut app =
-        router(Arc::new(state)).merge(admin_routes(opened.compactor.clone(), retention_ms));
     let notifier = start_notifier(&args, addr, &rules)?;
+    let compaction_metrics = Arc::new(CompactionMetrics::default());
+    let compactor = compaction_metrics.wrap(opened.compactor.clone());
+    state.metric_sources = self_metrics::backend_sources(&opened, &compaction_metrics);
+    state
+        .metric_sources
+        .push(self_metrics::alertmanager_notifications(rules.clone()));
+    if let Some(n) = &notifier {
+        state
+            .metric_sources
+            .push(self_metrics::builtin_notifications(n.clone()));
+    }
+    let mut app = router(Arc::new(state)).merge(admin_routes(compactor.clone(), retention_ms));
     if let Some(n) = &notifier {
         app = app.merge(ember_alertmanager::api::router(n.silences().clone()));
     }
@@ -225,11 +237,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         })
     });
     let notify_task = notifier.map(|n| tokio::spawn(notify_loop(n, stop_rx.clone())));
-    let compact_task = tokio::spawn(compaction_loop(
-        opened.compactor.clone(),
-        retention_ms,
-        stop_rx.clone(),
-    ));
+    let compact_task = tokio::spawn(compaction_loop(compactor, retention_ms, stop_rx.clone()));
     let cloudwatch_task =
         start_cloudwatch(&args, &config, opened.storage.clone(), stop_rx.clone()).await?;
     let addr_file = args.data_dir.join(crate::compact::ADDR_FILE);

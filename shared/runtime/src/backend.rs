@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use ember_blocks::{CompactionConfig, CompactionReport, Compactor};
 use ember_config::StorageConfig;
 use ember_storage::hot::HotStore;
+use ember_storage::usage::{CountingHotStore, StoreUsage};
 use ember_storage::{Storage, StorageError};
 
 /// Which backend stores the data.
@@ -80,6 +81,10 @@ pub struct Backend {
     pub description: String,
     /// Whether this is the embedded backend (its data directory holds the database).
     pub is_local: bool,
+    /// Requests and bytes by store kind (hot, blocks), for `/metrics`.
+    pub usage: Arc<StoreUsage>,
+    /// The AWS backend's billing meter (DynamoDB units, S3 requests); `None` when local.
+    pub aws_meter: Option<Arc<ember_storage_aws::Meter>>,
 }
 
 /// The AWS settings, if the chosen backend is AWS.
@@ -132,18 +137,23 @@ pub async fn open_with(
     match resolve(args, cfg)? {
         None => {
             let what = || format!("embedded storage in {}", data_dir.display());
-            let hot = Arc::new(ember_storage_local::LocalStore::open(data_dir).map_err(
-                |source| BackendError::Open {
+            let usage = Arc::new(StoreUsage::default());
+            let store = ember_storage_local::LocalStore::open(data_dir).map_err(|source| {
+                BackendError::Open {
                     what: what(),
                     source,
-                },
-            )?);
-            let (storage, compactor) = ember_blocks::open_local_tiered(hot, data_dir);
+                }
+            })?;
+            let hot = Arc::new(CountingHotStore::new(store, usage.clone()));
+            let (storage, compactor) =
+                ember_blocks::open_local_tiered_counted(hot, data_dir, Some(usage.clone()));
             Ok(Backend {
                 storage,
                 compactor: Arc::new(compactor),
                 description: what(),
                 is_local: true,
+                usage,
+                aws_meter: None,
             })
         }
         Some(aws) => {
@@ -167,6 +177,8 @@ pub async fn open_with(
                 compactor: Arc::new(backend.compactor),
                 description: what,
                 is_local: false,
+                usage: backend.usage,
+                aws_meter: Some(backend.meter),
             })
         }
     }

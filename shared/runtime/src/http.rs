@@ -25,6 +25,7 @@ pub fn lambda_write_limits() -> WriteLimits {
 pub fn api_state(process: &Process) -> ApiState {
     let mut state = ApiState::new(process.storage.clone());
     state.write_limits = lambda_write_limits();
+    state.metric_sources = process.metric_sources.clone();
     state
 }
 

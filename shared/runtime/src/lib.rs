@@ -20,6 +20,7 @@ pub mod config;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod metrics;
 pub mod settings;
 pub mod shared_dir;
 pub mod window;
@@ -67,6 +68,9 @@ pub struct Process {
     pub state: Arc<dyn StateStore>,
     /// What the storage is, for logs.
     pub description: String,
+    /// The backend's own metrics (requests and bytes by store kind; AWS billing units),
+    /// for `/metrics` of the HTTP functions. Empty for the shared embedded directory.
+    pub metric_sources: Vec<metrics::MetricsSource>,
 }
 
 impl std::fmt::Debug for Process {
@@ -105,6 +109,7 @@ impl Process {
                     state: Arc::new(state),
                     aws,
                     settings,
+                    metric_sources: Vec::new(),
                 })
             }
             StorageSettings::Aws { table, .. } => {
@@ -117,7 +122,10 @@ impl Process {
                 )
                 .await?;
                 let state = ember_storage_aws::open_state_store(&clients, table);
+                let mut metric_sources = vec![metrics::store_usage_source(opened.usage)];
+                metric_sources.extend(opened.aws_meter.map(metrics::aws_meter_source));
                 Ok(Self {
+                    metric_sources,
                     description: opened.description,
                     storage: opened.storage,
                     compactor: opened.compactor,

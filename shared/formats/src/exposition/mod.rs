@@ -34,9 +34,11 @@
 
 mod float;
 mod parser;
+mod writer;
 
 pub use float::format_openmetrics_float;
 pub use parser::{Entry, ExemplarEntry, LabelPair, Parser, SampleEntry};
+pub use writer::{family, sample};
 
 use ember_model::{Labels, MetricMetadata, MetricType};
 
