@@ -222,11 +222,20 @@ fn start_ember(dir: &Path, node_target: &str) -> (ember_e2e::ProcessGuard, Strin
         "groups:\n  - name: ember-dashboards\n    interval: 1s\n    rules:\n      - record: job:up:sum\n        expr: sum by (job) (up)\n",
     )
     .expect("rules file");
+    // Both notifiers are configured (nothing fires, so nothing is sent; the ports are
+    // closed): their counters are exposed with zeros, as the dashboard expects.
+    let dead = free_port().expect("port");
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: ember\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n  - job_name: node\n    static_configs:\n      - targets: [\"{node_target}\"]\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{dead}\"]\nscrape_configs:\n  - job_name: ember\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n  - job_name: node\n    static_configs:\n      - targets: [\"{node_target}\"]\n"
     );
     let config_path = dir.join("ember.yml");
     std::fs::write(&config_path, config).expect("config");
+    let am_config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        format!("route:\n  receiver: hook\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{dead}/hook\n"),
+    )
+    .expect("alertmanager config");
     let mut command = Command::new(ember_bin(Profile::Debug).expect("ember binary"));
     command
         .arg("serve")
@@ -235,7 +244,9 @@ fn start_ember(dir: &Path, node_target: &str) -> (ember_e2e::ProcessGuard, Strin
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--config")
-        .arg(&config_path);
+        .arg(&config_path)
+        .arg("--alertmanager.config")
+        .arg(&am_config);
     let mut process = spawn_logged("ember", command, &dir.join("logs")).expect("spawn ember");
     let url = format!("http://127.0.0.1:{port}");
     wait_for_http(
@@ -255,6 +266,13 @@ fn every_dashboard_panel_query_evaluates_against_ember() {
     let api = PromApi::new(&url).expect("api");
     write_cloudwatch_series(&url);
     run_k6(dir.path(), &url);
+
+    // One compaction pass (what the server's scheduler runs every 5 minutes), so the
+    // compaction panels have data.
+    let (status, body) = api
+        .post_form_raw("/api/v1/admin/compact", &[])
+        .expect("compact");
+    assert_eq!(status, 200, "{body}");
 
     // Wait until scrapes (self and node) and the rule have produced a few samples, and
     // the self-metrics show both kinds of query.
@@ -276,11 +294,37 @@ fn every_dashboard_panel_query_evaluates_against_ember() {
             Ok((ok("count_over_time(up{job=\"node\"}[1m]) > 3")?
                 && ok("count_over_time(ember_samples_ingested_total[1m]) > 3")?
                 && ok("count_over_time(job:up:sum[1m]) > 2")?
-                && ok("count_over_time(node_cpu_seconds_total[1m]) > 3")?)
+                && ok("count_over_time(node_cpu_seconds_total[1m]) > 3")?
+                && ok("count_over_time(ember_compaction_lag_seconds[1m]) > 3")?)
             .then_some(()))
         },
     )
     .expect("data to query");
+
+    // The self-metrics behind the storage, compaction, notification and cost panels.
+    let (_, page) = api.get_raw("/metrics", &[]).expect("/metrics");
+    let value = |series: &str| -> f64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} not in /metrics:\n{page}"))
+    };
+    assert_eq!(
+        value("ember_compaction_runs_total{result=\"success\"}"),
+        1.0
+    );
+    assert!(value("ember_storage_backend_bytes_total{direction=\"written\",kind=\"hot\"}") > 0.0);
+    assert!(value("ember_storage_backend_requests_total{kind=\"blocks\",op=\"list\"}") >= 1.0);
+    assert!(value("ember_modeled_request_cost_dollars_total{service=\"dynamodb\"}") > 0.0);
+    assert_eq!(
+        value("alertmanager_notifications_total{integration=\"webhook\"}"),
+        0.0
+    );
+    assert!(
+        page.lines().any(|l| l
+            .starts_with("prometheus_notifications_sent_total{alertmanager=\"http://127.0.0.1:")
+            && l.ends_with("/api/v2/alerts\"} 0")),
+        "the configured Alertmanager is listed:\n{page}"
+    );
 
     let all_metrics: BTreeSet<String> = api
         .label_values("__name__")
