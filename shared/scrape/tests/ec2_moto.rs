@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
 use common::*;
+use ember_aws_query::Credentials;
 use ember_config::Config;
 use ember_scrape::discovery::ec2::ec2_query;
 use ember_scrape::{ScrapeManager, ScrapeOptions};

@@ -1,8 +1,8 @@
 //! `ec2_sd_configs`: EC2 instances as targets, with Prometheus' `__meta_ec2_*` labels.
 //!
 //! The one API call needed, `DescribeInstances` (plus `DescribeAvailabilityZones` for the
-//! zone ids), is sent as an EC2 Query API request signed with `aws-sigv4` and its XML
-//! answer parsed with `quick-xml`. This avoids `aws-sdk-ec2`, which alone costs ~217 s of
+//! zone ids), is sent as an EC2 Query API request signed with `aws-sigv4`
+//! (`ember-aws-query`) and its XML answer parsed with `quick-xml`. This avoids `aws-sdk-ec2`, which alone costs ~217 s of
 //! compile time on two cores, for two requests.
 //!
 //! Credentials come from the config (`access_key`/`secret_key`) or the standard
@@ -12,12 +12,9 @@
 //! or `AWS_ENDPOINT_URL`, else `https://ec2.<region>.amazonaws.com`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
+use ember_aws_query::{Credentials, QueryService};
 use ember_config::scrape::Ec2SdConfig;
 
 use super::{ADDRESS_LABEL, DiscoveryError, TargetGroup};
@@ -94,9 +91,8 @@ impl Ec2Provider {
         let client = self.client()?;
         let call = Ec2Call {
             client: &client,
-            endpoint: &endpoint,
-            region: &region,
-            identity: creds.into(),
+            service: ec2_service(&endpoint, &region),
+            credentials: creds,
         };
 
         // Availability zone name → id (Prometheus labels `availability_zone_id` too).
@@ -157,77 +153,44 @@ pub async fn ec2_query(
 ) -> Result<String, DiscoveryError> {
     Ec2Call {
         client,
-        endpoint,
-        region,
-        identity: credentials.into(),
+        service: ec2_service(endpoint, region),
+        credentials,
     }
     .request(params)
     .await
 }
 
+fn ec2_service(endpoint: &str, region: &str) -> QueryService {
+    QueryService {
+        endpoint: endpoint.to_string(),
+        region: region.to_string(),
+        service: "ec2",
+        version: EC2_API_VERSION,
+    }
+}
+
 struct Ec2Call<'a> {
     client: &'a reqwest::Client,
-    endpoint: &'a str,
-    region: &'a str,
-    identity: Identity,
+    service: QueryService,
+    credentials: Credentials,
 }
 
 impl Ec2Call<'_> {
+    /// `params` start with `("Action", …)`.
     async fn request(&self, params: &[(&str, String)]) -> Result<String, DiscoveryError> {
-        let body = {
-            let mut ser = url::form_urlencoded::Serializer::new(String::new());
-            for (k, v) in params {
-                ser.append_pair(k, v);
-            }
-            ser.append_pair("Version", EC2_API_VERSION);
-            ser.finish()
-        };
-        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-        let signing_params = v4::SigningParams::builder()
-            .identity(&self.identity)
-            .region(self.region)
-            .name("ec2")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| DiscoveryError::Ec2(format!("signing parameters: {e}")))?
-            .into();
-        let headers = [("content-type", content_type)];
-        let signable = SignableRequest::new(
-            "POST",
-            self.endpoint,
-            headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .map_err(|e| DiscoveryError::Ec2(format!("signing request to {}: {e}", self.endpoint)))?;
-        let (instructions, _) = sign(signable, &signing_params)
-            .map_err(|e| DiscoveryError::Ec2(format!("signing request: {e}")))?
-            .into_parts();
-        let mut req = self
-            .client
-            .post(self.endpoint)
-            .header("content-type", content_type)
-            .body(body);
-        for (name, value) in instructions.headers() {
-            req = req.header(name, value);
-        }
-        let resp = req
-            .send()
+        let action = params
+            .iter()
+            .find(|(k, _)| *k == "Action")
+            .map_or("", |(_, v)| v.as_str());
+        let rest: Vec<(&str, &str)> = params
+            .iter()
+            .filter(|(k, _)| *k != "Action")
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        self.service
+            .call(self.client, &self.credentials, action, &rest)
             .await
-            .map_err(|e| DiscoveryError::Ec2(format!("POST {}: {e}", self.endpoint)))?;
-        let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| DiscoveryError::Ec2(format!("reading response: {e}")))?;
-        if !status.is_success() {
-            let snippet: String = text.chars().take(300).collect();
-            return Err(DiscoveryError::Ec2(format!(
-                "{} returned {status}: {snippet}",
-                self.endpoint
-            )));
-        }
-        Ok(text)
+            .map_err(|e| DiscoveryError::Ec2(e.to_string()))
     }
 }
 
