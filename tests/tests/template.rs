@@ -140,7 +140,6 @@ const SDK_CALLS: &[(&str, Option<&str>, &[&str])] = &[
     ("get_parameters", None, &["ssm:GetParameters"]),
     ("get_parameters_by_path", None, &["ssm:GetParametersByPath"]),
     ("get_secret_value", None, &["secretsmanager:GetSecretValue"]),
-    ("publish", Some("aws_sdk_sns"), &["sns:Publish"]),
     ("get_metric_data", None, &["cloudwatch:GetMetricData"]),
     ("list_metrics", None, &["cloudwatch:ListMetrics"]),
     (
@@ -401,6 +400,17 @@ fn scan_source(text: &str, env: &mut BTreeSet<String>, actions: &mut BTreeSet<St
     // Assumed roles (aws-config's STS provider, e.g. CloudWatch jobs' role_arn).
     if text.contains("AssumeRoleProvider::builder") {
         actions.insert("sts:AssumeRole".to_string());
+    }
+    // Query API calls through ember-aws-query: `QueryService::from_env("sns", …)` and
+    // `.call(client, credentials, "Publish", …)`.
+    let service_re =
+        regex::Regex::new(r#"QueryService::from_env\(\s*"([a-z0-9]+)""#).expect("regex");
+    let query_call_re =
+        regex::Regex::new(r#"\.call\(\s*[^,()]+,\s*[^,()]+,\s*"([A-Za-z]+)""#).expect("regex");
+    for svc in service_re.captures_iter(text) {
+        for c in query_call_re.captures_iter(text) {
+            actions.insert(format!("{}:{}", &svc[1], &c[1]));
+        }
     }
     // EC2 Query API calls are signed by hand: ("Action", "DescribeInstances").
     if text.contains("ec2") {

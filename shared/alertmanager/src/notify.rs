@@ -337,8 +337,9 @@ pub struct Sender {
     pub attempts: u32,
     /// First backoff; doubles per retry.
     pub backoff: Duration,
+    /// AWS configuration (region, credentials chain), loaded on the first SNS send.
     #[cfg(feature = "sns")]
-    sns: std::sync::Arc<tokio::sync::OnceCell<aws_sdk_sns::Client>>,
+    sns: std::sync::Arc<tokio::sync::OnceCell<aws_config::SdkConfig>>,
 }
 
 impl Sender {
@@ -448,13 +449,24 @@ impl Sender {
         message: &str,
         attributes: &std::collections::BTreeMap<String, String>,
     ) -> std::result::Result<(), String> {
-        let client = self
+        use aws_credential_types::provider::ProvideCredentials;
+        let aws = self
             .sns
             .get_or_init(|| async {
-                let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                aws_sdk_sns::Client::new(&conf)
+                aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
             })
             .await;
+        let region = aws
+            .region()
+            .map(|r| r.to_string())
+            .ok_or("no AWS region (set AWS_REGION)")?;
+        let credentials = aws
+            .credentials_provider()
+            .ok_or("no AWS credentials")?
+            .provide_credentials()
+            .await
+            .map_err(|e| format!("AWS credentials: {e}"))?;
+        let sns = ember_aws_query::QueryService::from_env("sns", "2010-03-31", &region);
         // SNS subjects: at most 100 printable ASCII characters, no line breaks.
         let subject: String = subject
             .chars()
@@ -467,23 +479,38 @@ impl Sender {
             })
             .take(100)
             .collect();
-        let mut req = client
-            .publish()
-            .topic_arn(topic_arn)
-            .subject(subject.trim())
-            .message(message);
-        for (k, v) in attributes {
-            let attr = aws_sdk_sns::types::MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(v)
-                .build()
-                .map_err(|e| e.to_string())?;
-            req = req.message_attributes(k, attr);
+        let mut params: Vec<(String, String)> = vec![
+            ("TopicArn".into(), topic_arn.into()),
+            ("Subject".into(), subject.trim().into()),
+            ("Message".into(), message.into()),
+        ];
+        for (i, (k, v)) in attributes.iter().enumerate() {
+            let entry = format!("MessageAttributes.entry.{}", i + 1);
+            params.push((format!("{entry}.Name"), k.clone()));
+            params.push((format!("{entry}.Value.DataType"), "String".into()));
+            params.push((format!("{entry}.Value.StringValue"), v.clone()));
         }
-        req.send()
-            .await
-            .map(|_| ())
-            .map_err(|e| aws_sdk_sns::error::DisplayErrorContext(e).to_string())
+        let params: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut delay = self.backoff;
+        let mut last = String::new();
+        for attempt in 0..self.attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            match sns
+                .call(&self.client, &credentials, "Publish", &params)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_retryable() => last = e.to_string(),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(last)
     }
 
     #[cfg(not(feature = "sns"))]

@@ -1,4 +1,5 @@
-//! SNS receivers against a real moto server: the notifier publishes with aws-sdk-sns; moto
+//! SNS receivers against a real moto server: the notifier publishes with a SigV4-signed
+//! Query API `Publish` (ember-aws-query); moto
 //! delivers the message to an HTTP subscription on our capture server.
 //! Compiled with the `sns` feature (on in the workspace through the rules function).
 #![cfg(feature = "sns")]
@@ -22,7 +23,7 @@ fn moto_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
 }
 
-/// One unsigned Query-API call to moto (test setup only; the notifier uses the SDK).
+/// One unsigned Query-API call to moto (test setup only; the notifier signs its own).
 async fn sns_call(endpoint: &str, params: &[(&str, &str)]) -> String {
     let body: String = params
         .iter()
@@ -145,4 +146,7 @@ async fn sns_publish_reaches_the_topic() {
     let text = msg["Message"].as_str().unwrap_or_default();
     assert!(text.starts_with("Memory usage high\nAlerts Firing:\nLabels:\n - alertname = HostMemoryUsageHigh\n - instance = node1:9100\n"), "{text}");
     assert!(text.contains("Source: http://ember/graph"), "{text}");
+    // (The `team` attribute is part of the signed Publish, which moto validated; its HTTP
+    // deliveries do not carry message attributes, so they are not asserted here.)
+    assert_eq!(n.notification_counts()["sns"].total, 1);
 }
