@@ -359,41 +359,57 @@ impl Sender {
         })
     }
 
-    /// Posts JSON, retrying 5xx and transport errors. Errors never contain the URL.
+    /// Runs `attempt` up to [`Sender::attempts`] times with doubling backoff while it
+    /// fails with a retryable error (`Err((message, true))`); returns the last message.
+    async fn with_retries<F, Fut>(&self, mut attempt: F) -> std::result::Result<(), String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<(), (String, bool)>>,
+    {
+        let mut delay = self.backoff;
+        let mut last = String::new();
+        for n in 0..self.attempts.max(1) {
+            if n > 0 {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            match attempt().await {
+                Ok(()) => return Ok(()),
+                Err((message, true)) => last = message,
+                Err((message, false)) => return Err(message),
+            }
+        }
+        Err(last)
+    }
+
+    /// Posts JSON, retrying 5xx, 429 and transport errors. Errors never contain the URL.
     async fn post_json(
         &self,
         url: &str,
         body: &serde_json::Value,
     ) -> std::result::Result<(), String> {
-        let mut delay = self.backoff;
-        let mut last = String::new();
-        for attempt in 0..self.attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        self.with_retries(|| async {
             let req = self
                 .client
                 .post(url)
                 .header("Content-Type", "application/json")
-                .body(serde_json::to_vec(body).map_err(|e| e.to_string())?);
+                .body(body.clone());
             match req.send().await {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
+                Ok(resp) if resp.status().is_success() => Ok(()),
                 Ok(resp) => {
                     let status = resp.status();
                     let text = resp.text().await.unwrap_or_default();
-                    last = format!(
+                    let message = format!(
                         "HTTP {status}: {}",
                         text.chars().take(200).collect::<String>()
                     );
-                    if !status.is_server_error() && status.as_u16() != 429 {
-                        return Err(last);
-                    }
+                    Err((message, status.is_server_error() || status.as_u16() == 429))
                 }
-                Err(e) => last = e.without_url().to_string(),
+                Err(e) => Err((e.without_url().to_string(), true)),
             }
-        }
-        Err(last)
+        })
+        .await
     }
 
     /// Sends one notification through `i`.
@@ -494,23 +510,13 @@ impl Sender {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let mut delay = self.backoff;
-        let mut last = String::new();
-        for attempt in 0..self.attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            match sns
-                .call(&self.client, &credentials, "Publish", &params)
+        self.with_retries(|| async {
+            sns.call(&self.client, &credentials, "Publish", &params)
                 .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_retryable() => last = e.to_string(),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Err(last)
+                .map(|_| ())
+                .map_err(|e| (e.to_string(), e.is_retryable()))
+        })
+        .await
     }
 
     #[cfg(not(feature = "sns"))]

@@ -28,38 +28,44 @@ pub fn backend_sources(
     sources
 }
 
+/// Writes one counter family with one label: a sample per `(label value, value)` row.
+fn counter_family<'a>(
+    out: &mut String,
+    (name, help): (&str, &str),
+    label: &str,
+    rows: impl Iterator<Item = (&'a str, u64)>,
+) {
+    family(out, name, "counter", help);
+    for (value, v) in rows {
+        sample(out, name, &[(label, value)], v as f64);
+    }
+}
+
 /// Alerts sent to each Alertmanager and failed POSTs, as Prometheus names them.
 pub fn alertmanager_notifications(rules: Arc<ember_rules::RuleManager>) -> MetricsSource {
     Arc::new(move |out: &mut String| {
         let counts = rules.notification_counts();
-        family(
+        let rows = |f: fn(&ember_rules::NotificationCounts) -> u64| {
+            counts.iter().map(move |(url, c)| (url.as_str(), f(c)))
+        };
+        counter_family(
             out,
-            "prometheus_notifications_sent_total",
-            "counter",
-            "Total number of alerts sent.",
-        );
-        for (url, c) in &counts {
-            sample(
-                out,
+            (
                 "prometheus_notifications_sent_total",
-                &[("alertmanager", url)],
-                c.sent as f64,
-            );
-        }
-        family(
-            out,
-            "prometheus_notifications_errors_total",
-            "counter",
-            "Total number of errors sending alert notifications.",
+                "Total number of alerts sent.",
+            ),
+            "alertmanager",
+            rows(|c| c.sent),
         );
-        for (url, c) in &counts {
-            sample(
-                out,
+        counter_family(
+            out,
+            (
                 "prometheus_notifications_errors_total",
-                &[("alertmanager", url)],
-                c.errors as f64,
-            );
-        }
+                "Total number of errors sending alert notifications.",
+            ),
+            "alertmanager",
+            rows(|c| c.errors),
+        );
     })
 }
 
@@ -67,33 +73,28 @@ pub fn alertmanager_notifications(rules: Arc<ember_rules::RuleManager>) -> Metri
 pub fn builtin_notifications(n: Arc<ember_alertmanager::Notifier>) -> MetricsSource {
     Arc::new(move |out: &mut String| {
         let counts = n.notification_counts();
-        family(
+        let rows = |f: fn(&ember_alertmanager::NotificationCounts) -> u64| {
+            counts
+                .iter()
+                .map(move |(integration, c)| (*integration, f(c)))
+        };
+        counter_family(
             out,
-            "alertmanager_notifications_total",
-            "counter",
-            "The total number of attempted notifications.",
-        );
-        for (integration, c) in &counts {
-            sample(
-                out,
+            (
                 "alertmanager_notifications_total",
-                &[("integration", integration)],
-                c.total as f64,
-            );
-        }
-        family(
-            out,
-            "alertmanager_notifications_failed_total",
-            "counter",
-            "The total number of failed notifications.",
+                "The total number of attempted notifications.",
+            ),
+            "integration",
+            rows(|c| c.total),
         );
-        for (integration, c) in &counts {
-            sample(
-                out,
+        counter_family(
+            out,
+            (
                 "alertmanager_notifications_failed_total",
-                &[("integration", integration)],
-                c.failed as f64,
-            );
-        }
+                "The total number of failed notifications.",
+            ),
+            "integration",
+            rows(|c| c.failed),
+        );
     })
 }

@@ -202,38 +202,26 @@ impl CompactionMetrics {
 /// `ember_storage_backend_bytes_total{kind,direction}`.
 pub fn store_usage_source(usage: Arc<StoreUsage>) -> MetricsSource {
     Arc::new(move |out: &mut String| {
-        family(
-            out,
-            "ember_storage_backend_requests_total",
-            "counter",
-            "Requests to the backend's stores (hot: redb or DynamoDB; blocks: files or S3), by store kind and operation.",
-        );
-        for kind in StoreKind::ALL {
-            for op in StoreOp::ALL {
-                let v = usage.requests(kind, op) as f64;
-                sample(
-                    out,
-                    "ember_storage_backend_requests_total",
-                    &[("kind", kind.label()), ("op", op.label())],
-                    v,
-                );
-            }
-        }
-        family(
-            out,
-            "ember_storage_backend_failures_total",
-            "counter",
-            "Failed requests to the backend's stores, by store kind and operation.",
-        );
-        for kind in StoreKind::ALL {
-            for op in StoreOp::ALL {
-                let v = usage.failures(kind, op) as f64;
-                sample(
-                    out,
-                    "ember_storage_backend_failures_total",
-                    &[("kind", kind.label()), ("op", op.label())],
-                    v,
-                );
+        type Count = fn(&StoreUsage, StoreKind, StoreOp) -> u64;
+        let by_kind_and_op: [(&str, &str, Count); 2] = [
+            (
+                "ember_storage_backend_requests_total",
+                "Requests to the backend's stores (hot: redb or DynamoDB; blocks: files or S3), by store kind and operation.",
+                StoreUsage::requests,
+            ),
+            (
+                "ember_storage_backend_failures_total",
+                "Failed requests to the backend's stores, by store kind and operation.",
+                StoreUsage::failures,
+            ),
+        ];
+        for (name, help, count) in by_kind_and_op {
+            family(out, name, "counter", help);
+            for kind in StoreKind::ALL {
+                for op in StoreOp::ALL {
+                    let v = count(&usage, kind, op) as f64;
+                    sample(out, name, &[("kind", kind.label()), ("op", op.label())], v);
+                }
             }
         }
         family(
