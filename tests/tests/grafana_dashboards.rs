@@ -320,6 +320,14 @@ fn every_dashboard_panel_query_evaluates_against_ember() {
         0.0
     );
     assert!(
+        page.lines().any(
+            |l| l.starts_with("prometheus_rule_evaluations_total{rule_group=\"")
+                && l.contains("rules.yml;ember-dashboards\"}")
+                && !l.ends_with(" 0")
+        ),
+        "rule evaluations counted:\n{page}"
+    );
+    assert!(
         page.lines().any(|l| l
             .starts_with("prometheus_notifications_sent_total{alertmanager=\"http://127.0.0.1:")
             && l.ends_with("/api/v2/alerts\"} 0")),

@@ -69,6 +69,43 @@ pub fn alertmanager_notifications(rules: Arc<ember_rules::RuleManager>) -> Metri
     })
 }
 
+/// Rule-group evaluation counters, as Prometheus names them (`rule_group` = `file;name`).
+pub fn rule_evaluations(rules: Arc<ember_rules::RuleManager>) -> MetricsSource {
+    Arc::new(move |out: &mut String| {
+        let counts = rules.evaluation_counts();
+        let rows = |f: fn(&ember_rules::EvaluationCounts) -> u64| {
+            counts.iter().map(move |(group, c)| (group.as_str(), f(c)))
+        };
+        counter_family(
+            out,
+            (
+                "prometheus_rule_group_iterations_total",
+                "The total number of scheduled rule group evaluations.",
+            ),
+            "rule_group",
+            rows(|c| c.iterations),
+        );
+        counter_family(
+            out,
+            (
+                "prometheus_rule_evaluations_total",
+                "The total number of rule evaluations.",
+            ),
+            "rule_group",
+            rows(|c| c.rule_evaluations),
+        );
+        counter_family(
+            out,
+            (
+                "prometheus_rule_evaluation_failures_total",
+                "The total number of rule evaluation failures.",
+            ),
+            "rule_group",
+            rows(|c| c.rule_failures),
+        );
+    })
+}
+
 /// Notifications of the built-in notifier per integration, as Alertmanager names them.
 pub fn builtin_notifications(n: Arc<ember_alertmanager::Notifier>) -> MetricsSource {
     Arc::new(move |out: &mut String| {

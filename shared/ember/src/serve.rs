@@ -205,9 +205,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let compaction_metrics = Arc::new(CompactionMetrics::default());
     let compactor = compaction_metrics.wrap(opened.compactor.clone());
     state.metric_sources = self_metrics::backend_sources(&opened, &compaction_metrics);
-    state
-        .metric_sources
-        .push(self_metrics::alertmanager_notifications(rules.clone()));
+    state.metric_sources.extend([
+        self_metrics::alertmanager_notifications(rules.clone()),
+        self_metrics::rule_evaluations(rules.clone()),
+    ]);
     if let Some(n) = &notifier {
         state
             .metric_sources

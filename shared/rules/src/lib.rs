@@ -18,7 +18,9 @@ pub mod template;
 pub mod unittest;
 
 pub use error::{Result, RulesError};
-pub use manager::{AlertState, EvalReport, ManagerOptions, NotificationCounts, RuleManager};
+pub use manager::{
+    AlertState, EvalReport, EvaluationCounts, ManagerOptions, NotificationCounts, RuleManager,
+};
 pub use notifier::{AlertSink, AlertingConfig, Notifier, PostableAlert, SendReport};
 pub use rulefile::{
     GroupDefaults, Rule, RuleGroup, RuleKind, load_rule_file, load_rule_files, parse_rule_file,

@@ -242,6 +242,21 @@ pub struct RuleManager {
     retired: std::sync::Mutex<Vec<Labels>>,
     /// Alerts sent and failed POSTs per Alertmanager URL since start (kept across reloads).
     notifications: std::sync::Mutex<BTreeMap<String, NotificationCounts>>,
+    /// Evaluation counters per group key since start.
+    evaluations: std::sync::Mutex<BTreeMap<String, EvaluationCounts>>,
+}
+
+/// Evaluations of one rule group since start: Prometheus'
+/// `prometheus_rule_group_iterations_total`, `prometheus_rule_evaluations_total` and
+/// `prometheus_rule_evaluation_failures_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvaluationCounts {
+    /// Group evaluations.
+    pub iterations: u64,
+    /// Rule evaluations (one per rule per group evaluation).
+    pub rule_evaluations: u64,
+    /// Rule evaluations that failed (query error or failed write of the results).
+    pub rule_failures: u64,
 }
 
 /// Alerts sent to one Alertmanager and the POSTs that failed, since start: Prometheus'
@@ -272,6 +287,7 @@ impl RuleManager {
             sink: RwLock::new(None),
             retired: std::sync::Mutex::new(Vec::new()),
             notifications: std::sync::Mutex::new(BTreeMap::new()),
+            evaluations: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -322,6 +338,20 @@ impl RuleManager {
     /// `alert_relabel_configs` applied.
     pub fn set_sink(&self, sink: Option<Arc<dyn AlertSink>>) {
         *self.sink.write().unwrap_or_else(|p| p.into_inner()) = sink;
+    }
+
+    /// Evaluation counters of the loaded groups (by `file;name`) since start; groups
+    /// not evaluated yet appear with zeros, removed groups disappear (as in Prometheus).
+    pub fn evaluation_counts(&self) -> BTreeMap<String, EvaluationCounts> {
+        let counts = self.evaluations.lock().unwrap_or_else(|p| p.into_inner());
+        self.runtimes()
+            .iter()
+            .map(|g| {
+                let key = g.group.key();
+                let c = counts.get(&key).copied().unwrap_or_default();
+                (key, c)
+            })
+            .collect()
     }
 
     /// Alerts sent and failed POSTs per Alertmanager URL since start; configured
@@ -555,6 +585,13 @@ impl RuleManager {
             if let RuleKind::Alerting { .. } = rule.kind {
                 to_send.extend(self.collect_sends(&g.group, rule, rt, ts));
             }
+        }
+        {
+            let mut counts = self.evaluations.lock().unwrap_or_else(|p| p.into_inner());
+            let c = counts.entry(key.clone()).or_default();
+            c.iterations += 1;
+            c.rule_evaluations += g.group.rules.len() as u64;
+            c.rule_failures += report.rule_errors.len() as u64;
         }
         // Rules removed or changed since the last evaluation: mark their series stale.
         let gone: Vec<Series> = state

@@ -101,6 +101,15 @@ async fn limits_scalars_and_template_queries() {
     let errs: Vec<&str> = r.rule_errors.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(errs, vec!["two"], "{:?}", r.rule_errors);
     assert!(r.rule_errors[0].1.contains("exceeded limit"));
+    // Prometheus' counters: one iteration of three rules, one of them failed.
+    assert_eq!(
+        mgr.evaluation_counts().get(&key),
+        Some(&ember_rules::EvaluationCounts {
+            iterations: 1,
+            rule_evaluations: 3,
+            rule_failures: 1
+        })
+    );
     let s = storage
         .select_sync("default", &[Matcher::equal("__name__", "one_scalar")], 0, 0)
         .expect("select");
