@@ -15,6 +15,7 @@ pub mod notifier;
 pub mod rulefile;
 pub mod state;
 pub mod template;
+pub mod testing;
 pub mod unittest;
 
 pub use error::{Result, RulesError};

@@ -4,50 +4,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ember_model::{Labels, Matcher, Sample, Series};
+use ember_model::{Matcher, Series};
 use ember_promql::{Engine, EngineOptions};
 use ember_rules::{GroupDefaults, ManagerOptions, RuleManager, RuleStateStore, load_rule_file};
-use ember_storage::{AppendBatch, MemStorage};
+use ember_storage::MemStorage;
 
 pub const TENANT: &str = "default";
-pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-
-/// Memory usage ratio of the generated data at offset `off_ms` from `t0`: 50 % until 5m, 85 %
-/// until 12m (95 % between 6m and 9m), then 50 % again.
-pub fn usage_at(off_ms: i64) -> f64 {
-    let m = off_ms as f64 / 60_000.0;
-    if (5.0..12.0).contains(&m) {
-        if (6.0..9.0).contains(&m) { 0.95 } else { 0.85 }
-    } else {
-        0.5
-    }
-}
-
 /// Writes node_exporter memory series every 15 s from `t0 - 5m` to `t0 + 20m`.
 pub fn generate(storage: &MemStorage, t0: i64) {
-    let lbl = |name: &str| {
-        Labels::from_pairs([
-            ("__name__", name),
-            ("instance", "node1:9100"),
-            ("job", "node"),
-        ])
-    };
-    let mut total = Vec::new();
-    let mut avail = Vec::new();
-    let mut t = t0 - 5 * 60_000;
-    while t <= t0 + 20 * 60_000 {
-        total.push(Sample::new(t, 8.0 * GIB));
-        avail.push(Sample::new(t, 8.0 * GIB * (1.0 - usage_at(t - t0))));
-        t += 15_000;
-    }
-    let batch = AppendBatch {
-        series: vec![
-            Series::new(lbl("node_memory_MemTotal_bytes"), total),
-            Series::new(lbl("node_memory_MemAvailable_bytes"), avail),
-        ],
-        metadata: Vec::new(),
-    };
-    if let Err(e) = storage.append_sync(TENANT, batch) {
+    if let Err(e) = ember_rules::testing::write_node_memory(storage, TENANT, t0, 20) {
         panic!("append: {e}");
     }
 }
