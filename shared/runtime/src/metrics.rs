@@ -206,12 +206,12 @@ pub fn store_usage_source(usage: Arc<StoreUsage>) -> MetricsSource {
         let by_kind_and_op: [(&str, &str, Count); 2] = [
             (
                 "ember_storage_backend_requests_total",
-                "Requests to the backend's stores (hot: redb or DynamoDB; blocks: files or S3), by store kind and operation.",
+                "Operations on the backend's stores (hot: redb or DynamoDB; blocks: files or S3), by store kind and operation; a hot-store call answered from its cache counts too.",
                 StoreUsage::requests,
             ),
             (
                 "ember_storage_backend_failures_total",
-                "Failed requests to the backend's stores, by store kind and operation.",
+                "Failed operations on the backend's stores, by store kind and operation.",
                 StoreUsage::failures,
             ),
         ];
