@@ -15,18 +15,7 @@ const RULES_A: &str = "groups:\n  - name: a\n    rules:\n      - record: job:up:
 const RULES_B: &str = "groups:\n  - name: b\n    rules:\n      - alert: Down\n        expr: up == 0\n        for: 2m\n";
 
 async fn sdk(moto: &Moto) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "ember-tests",
-        ))
-        .load()
-        .await
+    moto.sdk_config().await
 }
 
 async fn put(s3: &aws_sdk_s3::Client, key: &str, body: &str) {

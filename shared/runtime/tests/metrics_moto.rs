@@ -21,18 +21,7 @@ fn value(page: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_function_metrics_show_backend_usage_and_cost() {
     let moto = Moto::start();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "ember-tests",
-        ))
-        .load()
-        .await;
+    let sdk = moto.sdk_config().await;
     let settings = RuntimeSettings::from_lookup(|k| match k {
         "EMBER_STORAGE" => Some("aws".into()),
         "EMBER_TABLE" => Some("ember-metrics".into()),

@@ -85,15 +85,19 @@ impl Moto {
         panic!("moto_server did not start listening on 127.0.0.1");
     }
 
-    /// SDK clients pointed at this server.
-    pub async fn clients(&self) -> AwsClients {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// SDK configuration pointed at this server (us-east-1, test credentials).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "ember-tests"))
             .load()
-            .await;
-        AwsClients::from_sdk_config(&sdk)
+            .await
+    }
+
+    /// SDK clients pointed at this server.
+    pub async fn clients(&self) -> AwsClients {
+        AwsClients::from_sdk_config(&self.sdk_config().await)
     }
 }
 
